@@ -1,0 +1,302 @@
+/* ops.c: files.upload, files.list and batches.create: each turns its arguments into the options
+ * of one generic request (URL, bearer header, form or JSON body) and runs it on a session. */
+#include <stdio.h>
+#include <string.h>
+
+#include "compat.h"
+#include "ops.h"
+#include "options.h"
+#include "session.h"
+
+/* options every operation passes through to the generic request unchanged */
+static const char *const passed_through[] = {
+    "timeout", "connect_timeout", "low_speed_limit", "low_speed_time", "on_progress",
+    "max_reply_bytes", "cainfo", NULL};
+
+#define COMMON_OPTIONS \
+    "base_url", "api_key", "path", "headers", "session", "timeout", "connect_timeout", \
+        "low_speed_limit", "low_speed_time", "on_progress", "max_reply_bytes", "cainfo"
+
+static const char *const upload_options[] = {COMMON_OPTIONS, "file", "purpose", "filename",
+                                             "file_field", "fields", NULL};
+static const char *const list_options[] = {COMMON_OPTIONS, "purpose", "limit", "after",
+                                           "query", NULL};
+static const char *const create_options[] = {COMMON_OPTIONS, "input_file_id", "endpoint",
+                                             "completion_window", "metadata", "replace",
+                                             "fields", NULL};
+
+/* ** push base_url .. path, with exactly one slash between them */
+static void push_url(lua_State *L, int opts, const char *who, const char *default_path)
+{
+    const char *base = options_string(L, opts, "base_url", 1, who);
+    const char *path = options_string(L, opts, "path", 0, who);
+    size_t blen = strlen(base);
+    if (path == NULL)
+        path = default_path;
+    while (blen > 0 && base[blen - 1] == '/')
+        blen--;
+    lua_pushlstring(L, base, blen);
+    if (path[0] != '/')
+        lua_pushliteral(L, "/");
+    else
+        lua_pushliteral(L, "");
+    lua_pushstring(L, path);
+    lua_concat(L, 3);
+}
+
+/* ** start the request table at the stack top: url, method, headers (bearer added), pass-through */
+static int new_request(lua_State *L, int opts, const char *who, const char *method,
+                       const char *default_path)
+{
+    const char *key = options_string(L, opts, "api_key", 0, who);
+    int req, i;
+    lua_newtable(L);
+    req = lua_gettop(L);
+    push_url(L, opts, who, default_path);
+    lua_setfield(L, req, "url");
+    lua_pushstring(L, method);
+    lua_setfield(L, req, "method");
+
+    lua_newtable(L);
+    if (options_get(L, opts, "headers", LUA_TTABLE, who)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -5);
+        }
+    }
+    lua_pop(L, 1);
+    if (key != NULL) {
+        lua_pushfstring(L, "Bearer %s", key);
+        lua_setfield(L, -2, "Authorization");
+    }
+    lua_setfield(L, req, "headers");
+
+    for (i = 0; passed_through[i] != NULL; i++) {
+        lua_getfield(L, opts, passed_through[i]);
+        lua_setfield(L, req, passed_through[i]);
+    }
+    return req;
+}
+
+/* ** run the request table at `req` on opts.session or the default session (upvalue 3) */
+static int run(lua_State *L, int opts, int req, const char *who)
+{
+    session *s;
+    if (options_get(L, opts, "session", LUA_TUSERDATA, who))
+        s = session_check(L, -1, "option 'session'");
+    else
+        s = session_check(L, lua_upvalueindex(3), "default session");
+    lua_pop(L, 1);
+    return session_request(L, s, req);
+}
+
+/* ** append {name=, value=} to the form list at `form` */
+static void add_text_part(lua_State *L, int form, const char *name, int value_idx)
+{
+    value_idx = compat_absindex(L, value_idx);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    lua_pushvalue(L, value_idx);
+    lua_setfield(L, -2, "value");
+    lua_rawseti(L, form, (int)lua_rawlen(L, form) + 1);
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* ** push a sequence of the string keys of the table at idx, sorted, so that extra fields and
+ * query parameters go out in a stable order; values must be strings (or numbers if allowed) */
+static int push_sorted_keys(lua_State *L, int idx, const char *who, const char *what, int numbers)
+{
+    int names;
+    lua_newtable(L);
+    names = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int vt = lua_type(L, -1);
+        if (lua_type(L, -2) != LUA_TSTRING || !(vt == LUA_TSTRING || (numbers && vt == LUA_TNUMBER)))
+            luaL_error(L, "%s: bad option '%s' (string names and %s values expected)", who, what,
+                       numbers ? "string or number" : "string");
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, names, (int)lua_rawlen(L, names) + 1);
+    }
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "sort");
+    lua_remove(L, -2);
+    lua_pushvalue(L, names);
+    lua_call(L, 1, 0);
+    return names;
+}
+
+/* core.files.upload{base_url, api_key, file, purpose = "batch", filename, file_field = "file",
+ * fields = {extra text fields}, path = "/files", ...}: POST multipart, file streamed from disk */
+int ops_files_upload(lua_State *L)
+{
+    static const char who[] = "moonbatch.core.files.upload";
+    const char *file, *filename, *file_field;
+    int req, form;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    options_check_known(L, 1, upload_options, who);
+    file = options_string(L, 1, "file", 1, who);
+    filename = options_string(L, 1, "filename", 0, who);
+    file_field = options_string(L, 1, "file_field", 0, who);
+    req = new_request(L, 1, who, "POST", "/files");
+
+    lua_newtable(L);
+    form = lua_gettop(L);
+    if (!options_get(L, 1, "purpose", LUA_TSTRING, who)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "batch");
+    }
+    add_text_part(L, form, "purpose", -1);
+    lua_pop(L, 1);
+    if (options_get(L, 1, "fields", LUA_TTABLE, who)) {
+        int fields = lua_gettop(L), names = push_sorted_keys(L, fields, who, "fields", 0), i;
+        for (i = 1; i <= (int)lua_rawlen(L, names); i++) {
+            lua_rawgeti(L, names, i);
+            lua_pushvalue(L, -1);
+            lua_gettable(L, fields);
+            add_text_part(L, form, lua_tostring(L, -2), lua_gettop(L));
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, file_field ? file_field : "file");
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, file);
+    lua_setfield(L, -2, "file");
+    lua_pushstring(L, filename ? filename : base_name(file));
+    lua_setfield(L, -2, "filename");
+    lua_rawseti(L, form, (int)lua_rawlen(L, form) + 1);
+    lua_setfield(L, req, "form");
+    return run(L, 1, req, who);
+}
+
+/* ** push "?name=value" (the first) or "&name=value", the value percent-encoded; counts pieces */
+static void push_query_param(lua_State *L, int *pieces, const char *name, const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, *pieces == 1 ? '?' : '&');
+    luaL_addstring(&b, name);
+    luaL_addchar(&b, '=');
+    for (p = (const unsigned char *)value; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
+            || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            luaL_addchar(&b, (char)*p);
+        } else {
+            luaL_addchar(&b, '%');
+            luaL_addchar(&b, hex[*p >> 4]);
+            luaL_addchar(&b, hex[*p & 15]);
+        }
+    }
+    luaL_pushresult(&b);
+    (*pieces)++;
+}
+
+/* core.files.list{base_url, api_key, purpose, limit, after, query = {extra}, path = "/files"} */
+int ops_files_list(lua_State *L)
+{
+    static const char who[] = "moonbatch.core.files.list";
+    const char *purpose, *after;
+    int req, pieces = 1;
+    lua_Integer limit = 0;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    options_check_known(L, 1, list_options, who);
+    purpose = options_string(L, 1, "purpose", 0, who);
+    after = options_string(L, 1, "after", 0, who);
+    if (options_get(L, 1, "limit", LUA_TNUMBER, who)) {
+        lua_Number n = lua_tonumber(L, -1);
+        if (!(n >= 1 && n <= 1e9) || (lua_Number)(limit = (lua_Integer)n) != n)
+            luaL_error(L, "%s: bad option 'limit' (an integer >= 1 expected)", who);
+    }
+    lua_pop(L, 1);
+    req = new_request(L, 1, who, "GET", "/files");
+
+    lua_getfield(L, req, "url");
+    if (purpose != NULL)
+        push_query_param(L, &pieces, "purpose", purpose);
+    if (limit > 0) {
+        char num[32];
+        snprintf(num, sizeof num, "%ld", (long)limit);
+        push_query_param(L, &pieces, "limit", num);
+    }
+    if (after != NULL)
+        push_query_param(L, &pieces, "after", after);
+    if (options_get(L, 1, "query", LUA_TTABLE, who)) {
+        int query = lua_gettop(L), names = push_sorted_keys(L, query, who, "query", 1), i, n;
+        n = (int)lua_rawlen(L, names);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, names, i);
+            lua_gettable(L, query);
+            lua_rawgeti(L, names, i);
+            /* below them: query, names; the pieces stay under the query table */
+            push_query_param(L, &pieces, lua_tostring(L, -1), lua_tostring(L, -2));
+            lua_insert(L, query);
+            lua_pop(L, 2);
+            query++;
+            names++;
+        }
+        lua_pop(L, 2);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_concat(L, pieces);
+    lua_setfield(L, req, "url");
+    return run(L, 1, req, who);
+}
+
+/* core.batches.create{base_url, api_key, input_file_id, endpoint = "/v1/chat/completions",
+ * completion_window = "24h", metadata, replace, fields = {extra body fields}, path = "/batches"} */
+int ops_batches_create(lua_State *L)
+{
+    static const char who[] = "moonbatch.core.batches.create";
+    int req, body;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    options_check_known(L, 1, create_options, who);
+    options_string(L, 1, "input_file_id", 1, who);
+    req = new_request(L, 1, who, "POST", "/batches");
+    lua_newtable(L);
+    body = lua_gettop(L);
+    if (options_get(L, 1, "fields", LUA_TTABLE, who)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            if (lua_type(L, -2) != LUA_TSTRING)
+                luaL_error(L, "%s: bad option 'fields' (string names expected)", who);
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, body);
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "input_file_id");
+    lua_setfield(L, body, "input_file_id");
+    if (options_get(L, 1, "endpoint", LUA_TSTRING, who) == 0) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "/v1/chat/completions");
+    }
+    lua_setfield(L, body, "endpoint");
+    if (options_get(L, 1, "completion_window", LUA_TSTRING, who) == 0) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "24h");
+    }
+    lua_setfield(L, body, "completion_window");
+    options_get(L, 1, "metadata", LUA_TTABLE, who);
+    lua_setfield(L, body, "metadata");
+    options_get(L, 1, "replace", LUA_TTABLE, who);
+    lua_setfield(L, body, "replace");
+    lua_setfield(L, req, "json");
+    return run(L, 1, req, who);
+}

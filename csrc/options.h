@@ -1,0 +1,17 @@
+/* options.h: reading Lua option tables with errors that name the option. */
+#ifndef MOONBATCH_OPTIONS_H
+#define MOONBATCH_OPTIONS_H
+
+#include "lua.h"
+
+/* ** raise naming the first key of the table at `idx` that is not in `known` (NULL-ended) */
+void options_check_known(lua_State *L, int idx, const char *const known[], const char *who);
+/* ** push t[name]; raise unless it is nil or of `type`; returns 1 when not nil */
+int options_get(lua_State *L, int idx, const char *name, int type, const char *who);
+/* ** t[name] as a string (NULL when absent; raises when required and absent). The string
+ * stays valid while the table holds it. */
+const char *options_string(lua_State *L, int idx, const char *name, int required, const char *who);
+/* ** t[name] as a number >= 0, or `dflt` when absent */
+double options_number(lua_State *L, int idx, const char *name, double dflt, const char *who);
+
+#endif

@@ -1,0 +1,432 @@
+/* transfer.c: configures one exchange from Lua options, runs libcurl callbacks, builds results.
+ *
+ * Caveats: libcurl callbacks never call into Lua except on_progress, and that only under
+ * lua_pcall: an error there is kept, the transfer aborted, and the error raised again once
+ * libcurl has unwound. Reply bytes go to C buffers and become Lua values after the transfer. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "compat.h"
+#include "transfer.h"
+#include "reply.h"
+#include "options.h"
+
+#define DEFAULT_MAX_REPLY ((size_t)64 * 1024 * 1024)
+
+static const char *const known_options[] = {
+    "method", "url", "headers", "body", "json", "form", "timeout", "connect_timeout",
+    "low_speed_limit", "low_speed_time", "on_progress", "max_reply_bytes", "session", "cainfo",
+    NULL};
+
+transfer *transfer_new(lua_State *L)
+{
+    transfer *t = (transfer *)lua_newuserdata(L, sizeof *t);
+    memset(t, 0, sizeof *t);
+    t->progress_ref = LUA_NOREF;
+    t->error_ref = LUA_NOREF;
+    luaL_setmetatable(L, TRANSFER_TYPE);
+    return t;
+}
+
+void transfer_release(lua_State *L, transfer *t)
+{
+    if (t->easy != NULL) {
+        /* the handle goes back to its session: unbind what is freed below. Callers release
+         * before the session can be closed, so the handle is alive here. */
+        curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+        curl_easy_setopt(t->easy, CURLOPT_MIMEPOST, (curl_mime *)NULL);
+        t->easy = NULL;
+    }
+    curl_slist_free_all(t->headers);
+    t->headers = NULL;
+    curl_mime_free(t->mime);
+    t->mime = NULL;
+    buffer_free(&t->head);
+    buffer_free(&t->body);
+    if (L != NULL) {
+        luaL_unref(L, LUA_REGISTRYINDEX, t->progress_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, t->error_ref);
+    }
+    t->progress_ref = t->error_ref = LUA_NOREF;
+}
+
+static int transfer_gc(lua_State *L)
+{
+    transfer_release(L, (transfer *)luaL_checkudata(L, 1, TRANSFER_TYPE));
+    return 0;
+}
+
+void transfer_open(lua_State *L)
+{
+    luaL_newmetatable(L, TRANSFER_TYPE);
+    lua_pushcfunction(L, transfer_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+}
+
+int transfer_fail(lua_State *L, const char *kind, const char *msg)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    return 3;
+}
+
+/* ---------------------------------------------------------------- libcurl callbacks */
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    transfer *t = (transfer *)ud;
+    size_t len = size * n;
+    /* a new status line starts a new response (after 100 Continue or a redirect) */
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+        buffer_clear(&t->head);
+    if (t->head.len + len > 256 * 1024 || buffer_append(&t->head, p, len) != 0)
+        return 0;
+    return len;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    transfer *t = (transfer *)ud;
+    size_t len = size * n;
+    if (len > t->max_reply - t->body.len) {
+        t->too_large = 1;
+        return 0;
+    }
+    if (buffer_append(&t->body, p, len) != 0)
+        return 0;
+    return len;
+}
+
+/* ** calls on_progress(done, total) when the numbers change; upload first, then download */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    transfer *t = (transfer *)ud;
+    lua_State *L = t->L;
+    curl_off_t done = dlnow, total = dltotal;
+    if (ultotal > 0 && dlnow == 0) {
+        done = ulnow;
+        total = ultotal;
+    }
+    if (done == t->last_done && total == t->last_total)
+        return 0;
+    t->last_done = done;
+    t->last_total = total;
+    if (!lua_checkstack(L, 3))
+        return 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->progress_ref);
+    lua_pushnumber(L, (lua_Number)done);
+    lua_pushnumber(L, (lua_Number)total);
+    if (lua_pcall(L, 2, 0, 0) != 0) {
+        t->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        return 1; /* abort; the error is raised after libcurl returns */
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- reading options */
+
+#define WHO "moonbatch.core"
+#define string_option(L, idx, name, required) options_string((L), (idx), (name), (required), WHO)
+#define number_option(L, idx, name, dflt) options_number((L), (idx), (name), (dflt), WHO)
+#define get_option(L, idx, name, type) options_get((L), (idx), (name), (type), WHO)
+
+/* header names and values must not smuggle in another header */
+static void check_header_text(lua_State *L, const char *s, size_t len, const char *what)
+{
+    if (memchr(s, '\r', len) != NULL || memchr(s, '\n', len) != NULL || strlen(s) != len)
+        luaL_error(L, "moonbatch.core: bad option 'headers' (%s contains CR, LF or NUL)", what);
+}
+
+static void setup_headers(lua_State *L, transfer *t, int opts)
+{
+    if (!get_option(L, opts, "headers", LUA_TTABLE)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        size_t nlen, vlen;
+        const char *name, *value;
+        struct curl_slist *grown;
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "moonbatch.core: bad option 'headers' (string names and values expected)");
+        name = lua_tolstring(L, -2, &nlen);
+        value = lua_tolstring(L, -1, &vlen);
+        check_header_text(L, name, nlen, "a name");
+        check_header_text(L, value, vlen, "a value");
+        if (nlen == 0 || memchr(name, ':', nlen) != NULL)
+            luaL_error(L, "moonbatch.core: bad option 'headers' (bad header name '%s')", name);
+        lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
+        grown = curl_slist_append(t->headers, lua_tostring(L, -1));
+        if (grown == NULL)
+            luaL_error(L, "moonbatch.core: out of memory");
+        t->headers = grown;
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+}
+
+/* ** check a file before sending anything; on failure, note why in t->failure */
+static int file_is_readable(transfer *t, const char *path)
+{
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+    const char *why = NULL;
+    if (f == NULL)
+        why = strerror(errno);
+    else if (fstat(fileno(f), &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    if (f != NULL)
+        fclose(f);
+    if (why == NULL)
+        return 1;
+    snprintf(t->failure, sizeof t->failure, "cannot read '%s': %s", path, why);
+    return 0;
+}
+
+/* ** a part of the form: {name=, value=} or {name=, file=, filename=, content_type=} */
+static int setup_form_part(lua_State *L, transfer *t, int part)
+{
+    const char *name = string_option(L, part, "name", 1);
+    const char *value = string_option(L, part, "value", 0);
+    const char *file = string_option(L, part, "file", 0);
+    const char *filename = string_option(L, part, "filename", 0);
+    const char *content_type = string_option(L, part, "content_type", 0);
+    curl_mimepart *p;
+    if ((value == NULL) == (file == NULL))
+        luaL_error(L, "moonbatch.core: form part '%s' needs exactly one of 'value' or 'file'", name);
+    if (file != NULL && !file_is_readable(t, file))
+        return -1;
+    p = curl_mime_addpart(t->mime);
+    if (p == NULL || curl_mime_name(p, name) != CURLE_OK)
+        luaL_error(L, "moonbatch.core: out of memory");
+    if (file != NULL) {
+        if (curl_mime_filedata(p, file) != CURLE_OK)
+            luaL_error(L, "moonbatch.core: out of memory");
+    } else {
+        size_t vlen;
+        lua_getfield(L, part, "value");
+        value = lua_tolstring(L, -1, &vlen);
+        if (curl_mime_data(p, value, vlen) != CURLE_OK)
+            luaL_error(L, "moonbatch.core: out of memory");
+        lua_pop(L, 1);
+    }
+    if (filename != NULL && curl_mime_filename(p, filename) != CURLE_OK)
+        luaL_error(L, "moonbatch.core: out of memory");
+    if (content_type != NULL && curl_mime_type(p, content_type) != CURLE_OK)
+        luaL_error(L, "moonbatch.core: out of memory");
+    return 0;
+}
+
+static int setup_form(lua_State *L, transfer *t, int opts)
+{
+    int i, n, form;
+    if (!get_option(L, opts, "form", LUA_TTABLE)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    form = lua_gettop(L);
+    t->mime = curl_mime_init(t->easy);
+    if (t->mime == NULL)
+        luaL_error(L, "moonbatch.core: out of memory");
+    n = (int)lua_rawlen(L, form);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, form, i);
+        if (!lua_istable(L, -1))
+            luaL_error(L, "moonbatch.core: bad option 'form' (part %d is not a table)", i);
+        if (setup_form_part(L, t, lua_gettop(L)) != 0) {
+            lua_settop(L, form - 1);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    curl_easy_setopt(t->easy, CURLOPT_MIMEPOST, t->mime);
+    return 0;
+}
+
+static int setup_body(lua_State *L, transfer *t, int opts, int encode_idx)
+{
+    size_t len;
+    const char *body;
+    int has_body = get_option(L, opts, "body", LUA_TSTRING);
+    int has_json;
+    lua_pop(L, 1);
+    lua_getfield(L, opts, "json");
+    has_json = !lua_isnil(L, -1);
+    if (has_body && has_json)
+        luaL_error(L, "moonbatch.core: options 'body' and 'json' exclude each other");
+    if (has_json) {
+        lua_pushvalue(L, encode_idx);
+        lua_insert(L, -2);
+        if (lua_pcall(L, 1, 1, 0) != 0)
+            luaL_error(L, "moonbatch.core: bad option 'json' (%s)", lua_tostring(L, -1));
+    } else if (has_body) {
+        lua_pop(L, 1);
+        lua_getfield(L, opts, "body");
+    } else {
+        lua_pop(L, 1);
+        return 0;
+    }
+    body = lua_tolstring(L, -1, &len);
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(t->easy, CURLOPT_COPYPOSTFIELDS, body);
+    lua_pop(L, 1);
+    if (has_json) {
+        struct curl_slist *grown = curl_slist_append(t->headers, "Content-Type: application/json");
+        if (grown == NULL)
+            luaL_error(L, "moonbatch.core: out of memory");
+        t->headers = grown;
+    }
+    return 1;
+}
+
+int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_idx)
+{
+    const char *url, *method, *cainfo;
+    double timeout, connect_timeout, low_speed_limit, low_speed_time;
+    int has_body;
+
+    opts = compat_absindex(L, opts);
+    encode_idx = compat_absindex(L, encode_idx);
+    luaL_checktype(L, opts, LUA_TTABLE);
+    options_check_known(L, opts, known_options, WHO);
+    url = string_option(L, opts, "url", 1);
+    method = string_option(L, opts, "method", 0);
+    cainfo = string_option(L, opts, "cainfo", 0);
+    timeout = number_option(L, opts, "timeout", 0);
+    connect_timeout = number_option(L, opts, "connect_timeout", 0);
+    low_speed_limit = number_option(L, opts, "low_speed_limit", 0);
+    low_speed_time = number_option(L, opts, "low_speed_time", 0);
+    t->max_reply = (size_t)number_option(L, opts, "max_reply_bytes", (double)DEFAULT_MAX_REPLY);
+    if (get_option(L, opts, "on_progress", LUA_TFUNCTION))
+        t->progress_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        lua_pop(L, 1);
+
+    t->easy = easy;
+    curl_easy_reset(easy); /* keeps the live connections, DNS and TLS session caches */
+    setup_headers(L, t, opts);
+    if (setup_form(L, t, opts) != 0)
+        return -1;
+    has_body = setup_body(L, t, opts, encode_idx);
+    if (has_body && t->mime != NULL)
+        luaL_error(L, "moonbatch.core: options 'form' and 'body'/'json' exclude each other");
+
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->errbuf);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "moonbatch/0.1 libcurl/" LIBCURL_VERSION);
+    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
+    if (t->headers != NULL)
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
+    if (cainfo != NULL)
+        curl_easy_setopt(easy, CURLOPT_CAINFO, cainfo);
+    if (timeout > 0)
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000 + 0.5));
+    if (connect_timeout > 0)
+        curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000 + 0.5));
+    if (low_speed_limit > 0 && low_speed_time > 0) {
+        curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, (long)low_speed_limit);
+        curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, (long)(low_speed_time + 0.5));
+    }
+    if (method != NULL) {
+        if (strcmp(method, "GET") == 0) {
+            if (has_body || t->mime != NULL)
+                luaL_error(L, "moonbatch.core: a GET request cannot carry a body");
+        } else if (strcmp(method, "POST") == 0) {
+            if (!has_body && t->mime == NULL) {
+                curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+                curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, "");
+            }
+        } else if (strcmp(method, "DELETE") == 0 || strcmp(method, "PUT") == 0
+                   || strcmp(method, "PATCH") == 0) {
+            curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+        } else {
+            luaL_error(L, "moonbatch.core: bad option 'method' (unsupported method '%s')", method);
+        }
+    }
+    if (t->progress_ref != LUA_NOREF) {
+        t->L = L;
+        t->last_done = t->last_total = -1;
+        curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(easy, CURLOPT_XFERINFODATA, t);
+        curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+    }
+    return 0;
+}
+
+static const char *failure_kind(CURLcode code)
+{
+    switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timeout";
+    case CURLE_READ_ERROR:
+    case CURLE_FILESIZE_EXCEEDED:
+        return "io";
+    default:
+        return "network";
+    }
+}
+
+int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
+{
+    long status = 0;
+    decode_idx = compat_absindex(L, decode_idx);
+    if (t->error_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, t->error_ref);
+        return lua_error(L);
+    }
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (code != CURLE_OK) {
+        const char *detail = t->errbuf[0] ? t->errbuf : curl_easy_strerror(code);
+        if (t->too_large) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "reply larger than %lu bytes (max_reply_bytes)",
+                     (unsigned long)t->max_reply);
+            transfer_fail(L, "decode", msg);
+        } else {
+            transfer_fail(L, failure_kind(code), detail);
+        }
+        lua_pushinteger(L, (lua_Integer)code);
+        lua_setfield(L, -2, "curl_code");
+        if (status > 0) {
+            lua_pushinteger(L, (lua_Integer)status);
+            lua_setfield(L, -2, "status");
+        }
+        return 3;
+    }
+    {
+        long connects = 0;
+        double seconds = 0;
+        reply_push(L, decode_idx, status, t->head.data ? t->head.data : "", t->head.len,
+                   t->body.data ? t->body.data : "", t->body.len);
+        curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
+        curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &seconds);
+        lua_pushinteger(L, (lua_Integer)connects);
+        lua_setfield(L, -2, "connects");
+        lua_pushnumber(L, (lua_Number)seconds);
+        lua_setfield(L, -2, "seconds");
+    }
+    return 2;
+}

@@ -1,0 +1,47 @@
+/* transfer.h: one HTTP exchange on a curl easy handle, configured from a Lua options table. */
+#ifndef MOONBATCH_TRANSFER_H
+#define MOONBATCH_TRANSFER_H
+
+#include <curl/curl.h>
+
+#include "lua.h"
+#include "buffer.h"
+
+#define TRANSFER_TYPE "moonbatch.core.transfer"
+
+/* A transfer is a userdata created closed (every resource NULL) before any curl resource is
+ * acquired, so a Lua error raised while reading options leaks nothing: __gc releases it. */
+typedef struct transfer {
+    CURL *easy;                  /* borrowed from a session while configured, else NULL */
+    struct curl_slist *headers;
+    curl_mime *mime;
+    buffer head;                 /* raw header lines of the final response */
+    buffer body;                 /* reply body */
+    size_t max_reply;            /* cap on the body, in bytes */
+    int too_large;               /* the write callback refused a body over max_reply */
+    lua_State *L;                /* the thread running the transfer, for the progress callback */
+    int progress_ref;            /* LUA_NOREF or the on_progress function */
+    int error_ref;               /* LUA_NOREF or the error raised by on_progress */
+    curl_off_t last_done, last_total;
+    char errbuf[CURL_ERROR_SIZE];
+    char failure[512];           /* why setup refused an input (an unreadable file) */
+} transfer;
+
+/* ** push a new closed transfer userdata */
+transfer *transfer_new(lua_State *L);
+/* ** configure `easy` from the options table at `opts`; raises on a misused option.
+ * `encode_idx` is the stack index of the JSON encode function. Returns 0, or -1 for an input
+ * failure that must not raise (a file that cannot be read): t->failure says why. */
+int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_idx);
+/* ** after the transfer: push `body, res` (status, headers) or `nil, msg, info`; returns the
+ * count. `decode_idx` is the stack index of the JSON decode function. Raises the error that
+ * on_progress raised, if any. The caller releases the transfer. */
+int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx);
+/* ** release every resource; idempotent */
+void transfer_release(lua_State *L, transfer *t);
+/* ** register the transfer metatable */
+void transfer_open(lua_State *L);
+/* ** push `nil, msg, info{kind=kind}`; returns 3 */
+int transfer_fail(lua_State *L, const char *kind, const char *msg);
+
+#endif
