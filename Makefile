@@ -25,7 +25,11 @@ HEADERS = $(wildcard csrc/*.h)
 OBJECTS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SOURCES))
 INCLUDES = -I$(LUA_INCDIR) $(if $(CURL_INCDIR),-I$(CURL_INCDIR))
 
-.PHONY: all build deps test demo clean lint rock-check
+# luarocks looks for curl/curl.h in /usr/include only; Debian keeps it in the multiarch folder
+CURL_HEADER_DIR = $(or $(CURL_INCDIR),$(shell for d in /usr/include/$$(gcc -print-multiarch 2>/dev/null) /usr/include; do [ -f $$d/curl/curl.h ] && echo $$d && break; done))
+ROCK_TREE ?= .luarocks-tree
+
+.PHONY: all build deps test demo clean lint rock
 
 all: build
 build: $(MODULE)
@@ -50,8 +54,13 @@ demo: deps
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
 	@scripts/demo
 
+# install the rock into ROCK_TREE (lua-cjson comes from Debian, hence --deps-mode=none)
+rock:
+	luarocks --lua-version=$(LUA_VERSION) --tree=$(ROCK_TREE) make --deps-mode=none \
+		moonbatch-scm-1.rockspec CURL_INCDIR=$(CURL_HEADER_DIR)
+
 lint:
 	luacheck lua bin/moonbatch spec examples
 
 clean:
-	rm -rf build
+	rm -rf build $(ROCK_TREE)

@@ -1,0 +1,43 @@
+package = "moonbatch"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/moonbatch.git",
+}
+description = {
+  summary = "A fast, streaming Lua client for LLM batch-inference APIs",
+  detailed = [[
+moonbatch uploads batch input files, lists files and creates batches on SiliconFlow (and other
+OpenAI-compatible services) through libcurl: uploads stream from disk, calls reuse one
+keep-alive connection, replies become canonical Lua tables, and failures are retried as the
+providers ask.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson >= 2.1",
+}
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["moonbatch.core"] = {
+      sources = { "csrc/buffer.c", "csrc/core.c", "csrc/ops.c", "csrc/options.c",
+                  "csrc/reply.c", "csrc/session.c", "csrc/transfer.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+    ["moonbatch"] = "lua/moonbatch/init.lua",
+    ["moonbatch.args"] = "lua/moonbatch/args.lua",
+    ["moonbatch.client"] = "lua/moonbatch/client.lua",
+    ["moonbatch.errors"] = "lua/moonbatch/errors.lua",
+    ["moonbatch.objects"] = "lua/moonbatch/objects.lua",
+    ["moonbatch.retry"] = "lua/moonbatch/retry.lua",
+    ["moonbatch.providers.siliconflow"] = "lua/moonbatch/providers/siliconflow.lua",
+    ["moonbatch.providers.siliconflow-global"] = "lua/moonbatch/providers/siliconflow-global.lua",
+  },
+}
