@@ -39,5 +39,6 @@ build = {
     ["moonbatch.retry"] = "lua/moonbatch/retry.lua",
     ["moonbatch.providers.siliconflow"] = "lua/moonbatch/providers/siliconflow.lua",
     ["moonbatch.providers.siliconflow-global"] = "lua/moonbatch/providers/siliconflow-global.lua",
+    ["moonbatch.providers.openai"] = "lua/moonbatch/providers/openai.lua",
   },
 }

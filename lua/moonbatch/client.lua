@@ -7,7 +7,7 @@ local retry = require("moonbatch.retry")
 
 local client = {}
 
-client.providers = { "siliconflow", "siliconflow-global" }
+client.providers = { "siliconflow", "siliconflow-global", "openai" }
 local known_provider = {}
 for _, name in ipairs(client.providers) do known_provider[name] = true end
 

@@ -26,9 +26,10 @@ local function unwrap(body)
   if body.data == nil and body.code == nil then
     return body -- not enveloped
   end
+  body = objects.clean(body)
   local code = tonumber(body.code)
   if body.status == false or (code and code ~= OK) then
-    return nil, { kind = "api", code = body.code and tostring(body.code),
+    return nil, { kind = "api", code = code and tostring(code),
                   message = type(body.message) == "string" and body.message or "request failed",
                   provider_retryable = code == OVERLOADED }
   end
