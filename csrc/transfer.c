@@ -105,17 +105,20 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-/* ** calls on_progress(done, total) when the numbers change; upload first, then download */
+/* ** calls on_progress(done, total) when the numbers change: the bytes sent for a transfer that
+ * uploads (its small reply is not progress anyone waits for), else the bytes received */
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
     transfer *t = (transfer *)ud;
     lua_State *L = t->L;
     curl_off_t done = dlnow, total = dltotal;
-    if (ultotal > 0 && dlnow == 0) {
+    if (t->mime != NULL || ultotal > 0) {
         done = ulnow;
         total = ultotal;
     }
+    if (total == 0 && done == 0)
+        return 0; /* nothing known yet */
     if (done == t->last_done && total == t->last_total)
         return 0;
     t->last_done = done;

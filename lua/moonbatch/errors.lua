@@ -112,7 +112,7 @@ function errors.make(ctx, fields)
     end
   end
   local detail
-  if info.status and (info.kind == "http" or info.kind == "api") then
+  if info.status and info.status >= 300 and (info.kind == "http" or info.kind == "api") then
     detail = "HTTP " .. info.status
     if info.message and info.message ~= "" then detail = detail .. ": " .. info.message end
   else
