@@ -1,6 +1,5 @@
 /* ops.c: files.upload, files.list and batches.create: each turns its arguments into the options
  * of one generic request (URL, bearer header, form or JSON body) and runs it on a session. */
-#include <stdio.h>
 #include <string.h>
 
 #include "compat.h"
@@ -110,31 +109,6 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-/* ** push a sequence of the string keys of the table at idx, sorted, so that extra fields and
- * query parameters go out in a stable order; values must be strings (or numbers if allowed) */
-static int push_sorted_keys(lua_State *L, int idx, const char *who, const char *what, int numbers)
-{
-    int names;
-    lua_newtable(L);
-    names = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        int vt = lua_type(L, -1);
-        if (lua_type(L, -2) != LUA_TSTRING || !(vt == LUA_TSTRING || (numbers && vt == LUA_TNUMBER)))
-            luaL_error(L, "%s: bad option '%s' (string names and %s values expected)", who, what,
-                       numbers ? "string or number" : "string");
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, names, (int)lua_rawlen(L, names) + 1);
-    }
-    lua_getglobal(L, "table");
-    lua_getfield(L, -1, "sort");
-    lua_remove(L, -2);
-    lua_pushvalue(L, names);
-    lua_call(L, 1, 0);
-    return names;
-}
-
 /* core.files.upload{base_url, api_key, file, purpose = "batch", filename, file_field = "file",
  * fields = {extra text fields}, path = "/files", ...}: POST multipart, file streamed from disk */
 int ops_files_upload(lua_State *L)
@@ -158,7 +132,7 @@ int ops_files_upload(lua_State *L)
     add_text_part(L, form, "purpose", -1);
     lua_pop(L, 1);
     if (options_get(L, 1, "fields", LUA_TTABLE, who)) {
-        int fields = lua_gettop(L), names = push_sorted_keys(L, fields, who, "fields", 0), i;
+        int fields = lua_gettop(L), names = options_sorted_keys(L, fields, who, "fields", 0), i;
         for (i = 1; i <= (int)lua_rawlen(L, names); i++) {
             lua_rawgeti(L, names, i);
             lua_pushvalue(L, -1);
@@ -182,79 +156,42 @@ int ops_files_upload(lua_State *L)
     return run(L, 1, req, who);
 }
 
-/* ** push "?name=value" (the first) or "&name=value", the value percent-encoded; counts pieces */
-static void push_query_param(lua_State *L, int *pieces, const char *name, const char *value)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *p;
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addchar(&b, *pieces == 1 ? '?' : '&');
-    luaL_addstring(&b, name);
-    luaL_addchar(&b, '=');
-    for (p = (const unsigned char *)value; *p; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
-            || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            luaL_addchar(&b, (char)*p);
-        } else {
-            luaL_addchar(&b, '%');
-            luaL_addchar(&b, hex[*p >> 4]);
-            luaL_addchar(&b, hex[*p & 15]);
-        }
-    }
-    luaL_pushresult(&b);
-    (*pieces)++;
-}
-
 /* core.files.list{base_url, api_key, purpose, limit, after, query = {extra}, path = "/files"} */
 int ops_files_list(lua_State *L)
 {
     static const char who[] = "moonbatch.core.files.list";
-    const char *purpose, *after;
-    int req, pieces = 1;
-    lua_Integer limit = 0;
+    int req, query;
     luaL_checktype(L, 1, LUA_TTABLE);
     options_check_known(L, 1, list_options, who);
-    purpose = options_string(L, 1, "purpose", 0, who);
-    after = options_string(L, 1, "after", 0, who);
     if (options_get(L, 1, "limit", LUA_TNUMBER, who)) {
         lua_Number n = lua_tonumber(L, -1);
-        if (!(n >= 1 && n <= 1e9) || (lua_Number)(limit = (lua_Integer)n) != n)
+        if (!(n >= 1 && n <= 1e9) || n != (lua_Number)(long)n)
             luaL_error(L, "%s: bad option 'limit' (an integer >= 1 expected)", who);
     }
     lua_pop(L, 1);
+    options_string(L, 1, "purpose", 0, who);
+    options_string(L, 1, "after", 0, who);
     req = new_request(L, 1, who, "GET", "/files");
 
-    lua_getfield(L, req, "url");
-    if (purpose != NULL)
-        push_query_param(L, &pieces, "purpose", purpose);
-    if (limit > 0) {
-        char num[32];
-        snprintf(num, sizeof num, "%ld", (long)limit);
-        push_query_param(L, &pieces, "limit", num);
-    }
-    if (after != NULL)
-        push_query_param(L, &pieces, "after", after);
+    /* the request's query: the extra parameters, then the documented ones over them */
+    lua_newtable(L);
+    query = lua_gettop(L);
     if (options_get(L, 1, "query", LUA_TTABLE, who)) {
-        int query = lua_gettop(L), names = push_sorted_keys(L, query, who, "query", 1), i, n;
-        n = (int)lua_rawlen(L, names);
-        for (i = 1; i <= n; i++) {
-            lua_rawgeti(L, names, i);
-            lua_gettable(L, query);
-            lua_rawgeti(L, names, i);
-            /* below them: query, names; the pieces stay under the query table */
-            push_query_param(L, &pieces, lua_tostring(L, -1), lua_tostring(L, -2));
-            lua_insert(L, query);
-            lua_pop(L, 2);
-            query++;
-            names++;
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, query);
         }
-        lua_pop(L, 2);
-    } else {
-        lua_pop(L, 1);
     }
-    lua_concat(L, pieces);
-    lua_setfield(L, req, "url");
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "purpose");
+    lua_setfield(L, query, "purpose");
+    lua_getfield(L, 1, "limit");
+    lua_setfield(L, query, "limit");
+    lua_getfield(L, 1, "after");
+    lua_setfield(L, query, "after");
+    lua_setfield(L, req, "query");
     return run(L, 1, req, who);
 }
 

@@ -14,4 +14,12 @@ const char *options_string(lua_State *L, int idx, const char *name, int required
 /* ** t[name] as a number >= 0, or `dflt` when absent */
 double options_number(lua_State *L, int idx, const char *name, double dflt, const char *who);
 
+/* ** push a sequence of the string keys of the table at idx, sorted, so that extra fields and
+ * query parameters go out in a stable order; raises unless the values are strings (or numbers,
+ * when `numbers`); returns its stack index */
+int options_sorted_keys(lua_State *L, int idx, const char *who, const char *what, int numbers);
+/* ** push the query string of the table at idx ("?a=1&b=x%20y", "&..." unless `first`, "" when
+ * empty), names sorted, values percent-encoded */
+void options_push_query(lua_State *L, int idx, int first, const char *who);
+
 #endif

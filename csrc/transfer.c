@@ -5,6 +5,7 @@
  * libcurl has unwound. Reply bytes go to C buffers and become Lua values after the transfer. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -18,7 +19,7 @@
 static const char *const known_options[] = {
     "method", "url", "headers", "body", "json", "form", "timeout", "connect_timeout",
     "low_speed_limit", "low_speed_time", "on_progress", "max_reply_bytes", "session", "cainfo",
-    NULL};
+    "output", "query", NULL};
 
 transfer *transfer_new(lua_State *L)
 {
@@ -45,6 +46,11 @@ void transfer_release(lua_State *L, transfer *t)
     t->mime = NULL;
     buffer_free(&t->head);
     buffer_free(&t->body);
+    if (t->out != NULL)
+        fclose(t->out);
+    t->out = NULL;
+    free(t->out_path);
+    t->out_path = NULL;
     if (L != NULL) {
         luaL_unref(L, LUA_REGISTRYINDEX, t->progress_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, t->error_ref);
@@ -92,10 +98,42 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+/* ** is the reply being received a success, whose body goes to `output`? */
+static int body_to_file(transfer *t)
+{
+    long status = 0;
+    if (t->out_path == NULL)
+        return 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    return status >= 200 && status < 300;
+}
+
+static int open_output(transfer *t)
+{
+    if (t->out == NULL) {
+        t->out = fopen(t->out_path, "wb");
+        if (t->out == NULL) {
+            t->out_errno = errno ? errno : EIO;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     transfer *t = (transfer *)ud;
     size_t len = size * n;
+    if (body_to_file(t)) {
+        if (open_output(t) != 0)
+            return 0;
+        if (fwrite(p, 1, len, t->out) != len) {
+            t->out_errno = errno ? errno : EIO;
+            return 0;
+        }
+        t->out_bytes += (curl_off_t)len;
+        return len;
+    }
     if (len > t->max_reply - t->body.len) {
         t->too_large = 1;
         return 0;
@@ -313,6 +351,17 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
     low_speed_limit = number_option(L, opts, "low_speed_limit", 0);
     low_speed_time = number_option(L, opts, "low_speed_time", 0);
     t->max_reply = (size_t)number_option(L, opts, "max_reply_bytes", (double)DEFAULT_MAX_REPLY);
+    {
+        /* copied: the path must not depend on the options table staying alive */
+        const char *output = string_option(L, opts, "output", 0);
+        if (output != NULL) {
+            size_t len = strlen(output) + 1;
+            t->out_path = (char *)malloc(len);
+            if (t->out_path == NULL)
+                luaL_error(L, "moonbatch.core: out of memory");
+            memcpy(t->out_path, output, len);
+        }
+    }
     if (get_option(L, opts, "on_progress", LUA_TFUNCTION))
         t->progress_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     else
@@ -327,7 +376,16 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
     if (has_body && t->mime != NULL)
         luaL_error(L, "moonbatch.core: options 'form' and 'body'/'json' exclude each other");
 
-    curl_easy_setopt(easy, CURLOPT_URL, url);
+    if (get_option(L, opts, "query", LUA_TTABLE)) {
+        lua_pushstring(L, url);
+        options_push_query(L, -2, strchr(url, '?') == NULL, WHO);
+        lua_concat(L, 2);
+        curl_easy_setopt(easy, CURLOPT_URL, lua_tostring(L, -1)); /* libcurl copies it */
+        lua_pop(L, 2);
+    } else {
+        lua_pop(L, 1);
+        curl_easy_setopt(easy, CURLOPT_URL, url);
+    }
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->errbuf);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -401,6 +459,21 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
         return lua_error(L);
     }
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (code == CURLE_OK && body_to_file(t)) {
+        /* an empty success still leaves its (empty) file; a failed close loses data */
+        int closed = open_output(t) == 0 ? fclose(t->out) : EOF;
+        t->out = NULL;
+        if (closed != 0 && t->out_errno == 0)
+            t->out_errno = errno ? errno : EIO;
+    }
+    if (t->out_errno != 0) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "cannot write '%s': %s", t->out_path, strerror(t->out_errno));
+        transfer_fail(L, "io", msg);
+        lua_pushstring(L, t->out_path);
+        lua_setfield(L, -2, "path");
+        return 3;
+    }
     if (code != CURLE_OK) {
         const char *detail = t->errbuf[0] ? t->errbuf : curl_easy_strerror(code);
         if (t->too_large) {
@@ -430,6 +503,12 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
         lua_setfield(L, -2, "connects");
         lua_pushnumber(L, (lua_Number)seconds);
         lua_setfield(L, -2, "seconds");
+        if (t->out_path != NULL && status >= 200 && status < 300) {
+            lua_pushstring(L, t->out_path);
+            lua_setfield(L, -2, "output");
+            lua_pushnumber(L, (lua_Number)t->out_bytes);
+            lua_setfield(L, -2, "output_bytes");
+        }
     }
     return 2;
 }

@@ -2,6 +2,8 @@
 #ifndef MOONBATCH_TRANSFER_H
 #define MOONBATCH_TRANSFER_H
 
+#include <stdio.h>
+
 #include <curl/curl.h>
 
 #include "lua.h"
@@ -23,6 +25,10 @@ typedef struct transfer {
     int progress_ref;            /* LUA_NOREF or the on_progress function */
     int error_ref;               /* LUA_NOREF or the error raised by on_progress */
     curl_off_t last_done, last_total;
+    char *out_path;              /* `output`: a 2xx body is written to this file, else NULL */
+    FILE *out;                   /* opened at the first byte of a 2xx body */
+    curl_off_t out_bytes;
+    int out_errno;               /* why writing the output failed, 0 when it did not */
     char errbuf[CURL_ERROR_SIZE];
     char failure[512];           /* why setup refused an input (an unreadable file) */
 } transfer;

@@ -1,9 +1,7 @@
 -- moonbatch.providers.siliconflow-global: SiliconFlow's international service, same dialect.
-local base = require("moonbatch.providers.siliconflow")
+local provider = require("moonbatch.provider")
 
-local P = setmetatable({
+return provider.define({
   name = "siliconflow-global",
   base_url = "https://api.siliconflow.com/v1",
-}, { __index = base })
-
-return P
+}, require("moonbatch.providers.siliconflow"))

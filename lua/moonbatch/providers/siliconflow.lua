@@ -1,19 +1,17 @@
 -- moonbatch.providers.siliconflow: SiliconFlow's dialect (seeds 000-003, provider-apis.md §1).
 -- Files replies come in an envelope {code, message, status, data}; batch replies do not. The
--- upload says createdAt, the list created_at. 401/403/404 bodies are bare strings.
+-- upload says createdAt, the list created_at. 401/403/404 bodies are bare strings. The file
+-- list has no cursor; 50505 means "overloaded, try again" whatever the HTTP status.
 local objects = require("moonbatch.objects")
+local provider = require("moonbatch.provider")
 
-local P = {
+local P = provider.define({
   name = "siliconflow",
   base_url = "https://api.siliconflow.cn/v1",
   key_env = "SILICONFLOW_API_KEY",
-  batch_purpose = "batch",
-  upload_path = "/files",
-  files_path = "/files",
-  batches_path = "/batches",
   files_cursor = false, -- GET /files has only purpose and limit: one page
   limits = { lines = 5000, bytes = 1000 * 1000 * 1000 },
-}
+})
 
 local OK = 20000
 local OVERLOADED = 50505
@@ -39,42 +37,22 @@ local function unwrap(body)
   return body.data
 end
 
---- Extra multipart fields of an upload beside purpose and file: none.
-function P.upload_fields()
-  return nil
+function P.list_query(opts)
+  return { purpose = opts.purpose, limit = opts.limit }
 end
 
 function P.file(body)
   local data, err = unwrap(body)
   if not data then return nil, err end
-  if type(data.id) ~= "string" then
-    return nil, { kind = "decode", message = "reply has no file id" }
-  end
-  return objects.file(data)
+  return provider.base.file(data)
 end
 
 function P.files_page(body)
   local data, err = unwrap(body)
   if not data then return nil, err end
-  local list = data.data
-  if type(list) ~= "table" then
-    return nil, { kind = "decode", message = "reply has no file list" }
-  end
-  local files = {}
-  for i, item in ipairs(list) do
-    files[i] = objects.file(item)
-  end
-  return objects.page(files, false)
+  return provider.base.list_page(data, provider.base.file, "a file list")
 end
 
-function P.batch(body)
-  if type(body) ~= "table" or type(body.id) ~= "string" then
-    return nil, { kind = "decode", message = "reply is not a batch object" }
-  end
-  return objects.batch(body, body.status)
-end
-
---- Is a failed reply the provider's overload signal (code 50505), whatever its HTTP status?
 function P.retryable(body)
   return type(body) == "table" and tonumber(body.code) == OVERLOADED
 end
