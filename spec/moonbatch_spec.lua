@@ -55,7 +55,7 @@ describe("moonbatch", function()
   describe("new", function()
     it("raises for an unknown provider, option or type", function()
       assert.has_error(function() moonbatch.new({ provider = "nope" }) end,
-        "moonbatch.new: unknown provider 'nope' (known: siliconflow, siliconflow-global, openai)")
+        "moonbatch.new: unknown provider 'nope' (known: siliconflow, siliconflow-global, together, openai)")
       assert.has_error(function() moonbatch.new({ timout = 1 }) end, "moonbatch.new: unknown option 'timout'")
       assert.has_error(function() moonbatch.new({ timeout = "1" }) end,
         "moonbatch.new: bad option 'timeout' (number expected, got string)")

@@ -45,6 +45,44 @@ local fixtures = {
         { id = "batch_x", object = "batch", status = "in_progress", errors = {}, created_at = 1, in_progress_at = 2 } },
     },
   },
+  together = {
+    file = {
+      { "a FileResponse (FileType, Processed)",
+        [[{"id":"file-7f2a","object":"file","created_at":1718000000,"filename":"b.jsonl","bytes":321,
+          "purpose":"batch-api","FileType":"jsonl","Processed":true}]],
+        { id = "file-7f2a", object = "file", created_at = 1718000000, filename = "b.jsonl", bytes = 321,
+          purpose = "batch-api", file_type = "jsonl", processed = true } },
+    },
+    files_page = {
+      { "{data} with every purpose (kept as is when no purpose is asked)",
+        [[{"data":[{"id":"f1","object":"file","created_at":1,"filename":"a","bytes":1,"purpose":"batch-api",
+          "FileType":"jsonl","Processed":true}]}]],
+        { object = "list", has_more = false, first_id = "f1", last_id = "f1",
+          data = { { id = "f1", object = "file", created_at = 1, filename = "a", bytes = 1, purpose = "batch-api",
+                     file_type = "jsonl", processed = true } } } },
+    },
+    batch = {
+      { "create's 201 {job, warning}, ISO times, upper-case status",
+        [[{"job":{"id":"7b1c-uuid","user_id":"u","input_file_id":"file-7f2a","file_size_bytes":321,
+          "status":"VALIDATING","job_deadline":"2024-01-16T15:30:00Z","created_at":"2024-01-15T15:30:00Z",
+          "endpoint":"/v1/chat/completions","progress":0,"model_id":"m"},"warning":"model is busy"}]],
+        { id = "7b1c-uuid", object = "batch", input_file_id = "file-7f2a", status = "validating",
+          created_at = 1705332600, endpoint = "/v1/chat/completions", progress = 0, model = "m",
+          warning = "model is busy" } },
+      { "a job being cancelled (CANCELING)", '{"id":"j","status":"CANCELING","progress":42.5}',
+        { id = "j", object = "batch", status = "cancelling", progress = 42.5 } },
+      { "a completed job with an error string",
+        '{"id":"j","status":"COMPLETED","completed_at":"2024-01-15T16:00:00Z","output_file_id":"file-o","error":"2 lines failed"}',
+        { id = "j", object = "batch", status = "completed", completed_at = 1705334400, output_file_id = "file-o",
+          errors = { { message = "2 lines failed" } } } },
+    },
+    batches_page = {
+      { "a bare array", '[{"id":"a","status":"IN_PROGRESS"},{"id":"b","status":"EXPIRED"}]',
+        { object = "list", has_more = false, first_id = "a", last_id = "b",
+          data = { { id = "a", object = "batch", status = "in_progress" },
+                   { id = "b", object = "batch", status = "expired" } } } },
+    },
+  },
   openai = {
     file = {
       { "a file object",
@@ -105,3 +143,27 @@ for name, kinds in pairs(fixtures) do
     end
   end)
 end
+
+describe("provider together, before sending", function()
+  local together = require("moonbatch.providers.together")
+
+  it("takes file_type from the extension", function()
+    assert.same({ file_name = "x.JSONL", file_type = "jsonl" }, together.upload_fields({ file = "/d/x.JSONL" }))
+    assert.same({ file_name = "t.csv", file_type = "csv" }, together.upload_fields({ file = "/d/a.bin", filename = "t.csv" }))
+    assert.same({ file_name = "p.parquet", file_type = "parquet" }, together.upload_fields({ file = "p.parquet" }))
+  end)
+
+  it("refuses any other extension", function()
+    local fields, err = together.upload_fields({ file = "/d/requests.txt" })
+    assert.is_nil(fields)
+    assert.equal("validation", err.kind)
+    assert.truthy(err.message:find("requests.txt", 1, true))
+  end)
+
+  it("sends replace.model as model_id and refuses metadata", function()
+    assert.same({ input_file_id = "f", endpoint = "/v1/chat/completions", fields = { model_id = "m" } },
+      together.create_options({ input_file_id = "f", replace = { model = "m" } }))
+    assert.has_error(function() together.create_options({ input_file_id = "f", metadata = {} }) end,
+      "batches.create: option 'metadata' is not supported by together")
+  end)
+end)

@@ -3,11 +3,12 @@
 local core = require("moonbatch.core")
 local args = require("moonbatch.args")
 local errors = require("moonbatch.errors")
+local objects = require("moonbatch.objects")
 local retry = require("moonbatch.retry")
 
 local client = {}
 
-client.providers = { "siliconflow", "siliconflow-global", "openai" }
+client.providers = { "siliconflow", "siliconflow-global", "together", "openai" }
 local known_provider = {}
 for _, name in ipairs(client.providers) do known_provider[name] = true end
 
@@ -78,7 +79,7 @@ function client.call(self, op)
   local ctx = { provider = p.name, method = op.method, path = op.path,
                 url = self.base_url .. op.path, secret = self.api_key }
   op.provider = p
-  if not self.api_key then
+  if not self.api_key and op.needs_key ~= false then
     return nil, errors.make(ctx, { kind = "validation", attempts = 0, message =
       ("no API key: set %s or MOONBATCH_API_KEY, or pass api_key"):format(p.key_env) })
   end
@@ -142,18 +143,43 @@ end
 
 ---------------------------------------------------------------------------------- files
 
+-- a GET, POST or DELETE on a path below base_url through the generic request
+local function exchange(self, method, path, query, extra)
+  return function(timeout, headers)
+    local h = copy(headers)
+    if self.api_key then h.Authorization = "Bearer " .. self.api_key end
+    return core.request(with({
+      method = method, url = self.base_url .. path, query = query, headers = h,
+      session = self.session, timeout = timeout, connect_timeout = self.connect_timeout,
+      cainfo = self.cainfo, max_reply_bytes = self.max_reply_bytes,
+    }, extra or {}))
+  end
+end
+
+local function escape_id(who, id)
+  args.string(who, 1, "id", id)
+  return (id:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
 local upload_spec = { file = "string", purpose = "string", filename = "string",
                       on_progress = "function" }
 
 local function files_upload(self, opts)
   args.check("files.upload", opts, upload_spec, { "file" })
   local p = self.provider
+  local fields, refused = p.upload_fields(opts)
+  if refused then
+    local ctx = { provider = p.name, method = "POST", path = p.upload_path,
+                  url = self.base_url .. p.upload_path, secret = self.api_key }
+    refused.attempts = 0
+    return nil, errors.make(ctx, refused)
+  end
   return client.call(self, {
     method = "POST", path = p.upload_path,
     run = function(timeout, headers)
       return core.files.upload(with(transport(self, timeout, headers, opts.on_progress), {
         path = p.upload_path, file = opts.file, filename = opts.filename,
-        purpose = opts.purpose or p.batch_purpose, fields = p.upload_fields(opts),
+        purpose = opts.purpose or p.batch_purpose, fields = fields,
       }))
     end,
     parse = p.file,
@@ -173,23 +199,21 @@ local function files_list(self, opts)
   if opts.limit and opts.limit < 1 then
     error("files.list: bad option 'limit' (an integer >= 1 expected)", 2)
   end
+  local wanted = { purpose = opts.purpose or p.batch_purpose, limit = opts.limit or 10, after = opts.after }
+  local query = p.list_query(wanted)
   return client.call(self, {
     method = "GET", path = p.files_path,
     run = function(timeout, headers)
       return core.files.list(with(transport(self, timeout, headers), {
-        path = p.files_path, purpose = opts.purpose or p.batch_purpose,
-        limit = opts.limit or 10, after = opts.after,
+        path = p.files_path, purpose = query.purpose, limit = query.limit, after = query.after,
       }))
     end,
-    parse = p.files_page,
+    parse = function(body) return p.files_page(body, wanted) end,
   })
 end
 
-local each_spec = { purpose = "string", limit = "integer" }
-
-local function files_each(self, opts)
-  args.check("files.each", opts, each_spec)
-  opts = opts or {}
+-- an iterator over every item of pages fetched by list(after); raises when a page fails
+local function each(self, list, what, path)
   local page, i, after, done = nil, 0, nil, false
   return function()
     while true do
@@ -199,18 +223,106 @@ local function files_each(self, opts)
       end
       if done then return nil end
       local msg
-      page, msg = files_list(self, { purpose = opts.purpose, limit = opts.limit, after = after })
+      page, msg = list(after)
       if not page then error(msg, 0) end
       i = 0
       if not page.has_more then
         done = true
       elseif #page.data == 0 then
-        error(("moonbatch: %s GET %s: the server says more files follow but sent none")
-          :format(self.provider.name, self.provider.files_path), 0)
+        error(("moonbatch: %s GET %s: the server says more %s follow but sent none")
+          :format(self.provider.name, path, what), 0)
       else
         after = page.last_id
       end
     end
+  end
+end
+
+local each_spec = { purpose = "string", limit = "integer" }
+
+local function files_each(self, opts)
+  args.check("files.each", opts, each_spec)
+  opts = opts or {}
+  local p = self.provider
+  return each(self, function(after)
+    return files_list(self, { purpose = opts.purpose, limit = opts.limit, after = p.files_cursor and after or nil })
+  end, "files", p.files_path)
+end
+
+local function files_get(self, id)
+  local p = self.provider
+  local path = p.files_path .. "/" .. escape_id("files.get", id)
+  return client.call(self, { method = "GET", path = path, run = exchange(self, "GET", path), parse = p.file })
+end
+
+local function files_delete(self, id)
+  local p = self.provider
+  local path = p.files_path .. "/" .. escape_id("files.delete", id)
+  return client.call(self, {
+    method = "DELETE", path = path, run = exchange(self, "DELETE", path),
+    parse = function(body)
+      if type(body) == "table" and body.deleted == true then
+        return { id = type(body.id) == "string" and body.id or id, deleted = true }
+      end
+      return nil, { kind = "api", message = "the file was not deleted" }
+    end,
+  })
+end
+
+local download_spec = { on_progress = "function" }
+
+-- a name beside `path` for the bytes in flight
+local function temporary_beside(path)
+  return ("%s.moonbatch-%s.part"):format(path, random_hex(6))
+end
+
+local function files_download(self, id, path, opts)
+  args.string("files.download", 1, "id", id)
+  args.string("files.download", 2, "path", path)
+  args.check("files.download", opts, download_spec)
+  opts = opts or {}
+  local p = self.provider
+  local url_given = id:match("^https?://") ~= nil
+  local op_path = url_given and id or (p.files_path .. "/" .. escape_id("files.download", id) .. "/content")
+  local temp = temporary_beside(path)
+  local op = {
+    method = "GET", path = op_path, expects_json = false, needs_key = not url_given,
+    run = function(timeout, headers)
+      local h = copy(headers)
+      -- a result URL is fetched as it is: the key goes only to the provider's own API
+      if self.api_key and not url_given then h.Authorization = "Bearer " .. self.api_key end
+      return core.request({
+        url = url_given and id or (self.base_url .. op_path), headers = h, output = temp,
+        session = self.session, timeout = timeout, connect_timeout = self.connect_timeout,
+        cainfo = self.cainfo, on_progress = opts.on_progress or self.on_progress,
+      })
+    end,
+    parse = function(_, res)
+      local announced = tonumber(res.headers["content-length"])
+      if announced and announced ~= res.output_bytes then
+        return nil, { kind = "network", message = ("download ended after %d of %d bytes")
+          :format(res.output_bytes, announced) }
+      end
+      return { path = path, bytes = res.output_bytes }
+    end,
+  }
+  -- a result file may answer 404 for a while after its batch completed: wait it out, bounded
+  local grace_ends = p.content_404_grace and self.clock() + p.content_404_grace
+  while true do
+    local result, msg, info = client.call(self, op)
+    if result then
+      local ok, err = os.rename(temp, path)
+      if ok then return result end
+      os.remove(temp)
+      return nil, errors.make({ provider = p.name, method = "GET", path = op_path, url = op_path,
+        secret = self.api_key }, { kind = "io", message = "cannot move the download into place: " ..
+        tostring(err), attempts = info and info.attempts })
+    end
+    os.remove(temp)
+    if not (info.status == 404 and grace_ends and self.clock() + 2 <= grace_ends) then
+      return nil, msg, info
+    end
+    self.sleep(2)
   end
 end
 
@@ -222,18 +334,95 @@ local create_spec = { input_file_id = "string", endpoint = "string",
 local function batches_create(self, opts)
   args.check("batches.create", opts, create_spec, { "input_file_id" })
   local p = self.provider
+  local body = p.create_options(opts)
   return client.call(self, {
     method = "POST", path = p.batches_path,
     run = function(timeout, headers)
-      return core.batches.create(with(transport(self, timeout, headers), {
-        path = p.batches_path, input_file_id = opts.input_file_id,
-        endpoint = opts.endpoint or "/v1/chat/completions",
-        completion_window = opts.completion_window or "24h",
-        metadata = opts.metadata, replace = opts.replace,
+      return core.batches.create(with(with(transport(self, timeout, headers), body), {
+        path = p.batches_path,
       }))
     end,
     parse = p.batch,
   })
+end
+
+local function batches_get(self, id)
+  local p = self.provider
+  local path = p.batches_path .. "/" .. escape_id("batches.get", id)
+  return client.call(self, { method = "GET", path = path, run = exchange(self, "GET", path), parse = p.batch })
+end
+
+local function batches_cancel(self, id)
+  local p = self.provider
+  local path = p.batches_path .. "/" .. escape_id("batches.cancel", id) .. "/cancel"
+  return client.call(self, { method = "POST", path = path, run = exchange(self, "POST", path), parse = p.batch })
+end
+
+local batches_list_spec = { limit = "integer", after = "string" }
+
+local function batches_list(self, opts)
+  args.check("batches.list", opts, batches_list_spec)
+  opts = opts or {}
+  local p = self.provider
+  if opts.after and not p.batches_cursor then
+    error(("batches.list: option 'after' is not supported by %s"):format(p.name), 2)
+  end
+  local query = p.batches_cursor and { limit = opts.limit, after = opts.after } or nil
+  return client.call(self, {
+    method = "GET", path = p.batches_path, run = exchange(self, "GET", p.batches_path, query),
+    parse = function(body) return p.batches_page(body, p) end,
+  })
+end
+
+local function batches_each(self, opts)
+  args.check("batches.each", opts, { limit = "integer" })
+  opts = opts or {}
+  local p = self.provider
+  return each(self, function(after)
+    return batches_list(self, { limit = opts.limit, after = p.batches_cursor and after or nil })
+  end, "batches", p.batches_path)
+end
+
+local wait_spec = { interval = "number", timeout = "number", on_update = "function", max_interval = "number" }
+
+-- what on_update cares about: the status and the counts
+local function progress_key(b)
+  local rc = b.request_counts or {}
+  return table.concat({ b.status or "", rc.total or "", rc.completed or "", rc.failed or "",
+                        b.progress or "" }, "/")
+end
+
+local function batches_wait(self, id, opts)
+  args.string("batches.wait", 1, "id", id)
+  args.check("batches.wait", opts, wait_spec)
+  opts = opts or {}
+  local interval = opts.interval or 2
+  local max_interval = math.max(opts.max_interval or 30, interval)
+  local started = self.clock()
+  local ends = opts.timeout and started + opts.timeout
+  if self.deadline and (not ends or started + self.deadline < ends) then ends = started + self.deadline end
+  local seen
+  while true do
+    local batch, msg, info = batches_get(self, id)
+    if not batch then return nil, msg, info end
+    local key = progress_key(batch)
+    if key ~= seen then
+      seen = key
+      if opts.on_update then opts.on_update(batch) end
+    end
+    if objects.final[batch.status] then return batch end
+    local now = self.clock()
+    if ends and now >= ends then
+      local p = self.provider
+      local path = p.batches_path .. "/" .. id
+      return nil, errors.make({ provider = p.name, method = "GET", path = path,
+        url = self.base_url .. path, secret = self.api_key },
+        { kind = "timeout", retryable = true, message = ("batch %s still %s after %gs of waiting")
+          :format(id, batch.status, now - started) })
+    end
+    self.sleep(ends and math.min(interval, ends - now) or interval)
+    interval = math.min(interval * 1.5, max_interval)
+  end
 end
 
 --------------------------------------------------------------------------------- client
@@ -279,9 +468,17 @@ function client.new(opts)
     upload = function(o) return files_upload(self, o) end,
     list = function(o) return files_list(self, o) end,
     each = function(o) return files_each(self, o) end,
+    get = function(id) return files_get(self, id) end,
+    delete = function(id) return files_delete(self, id) end,
+    download = function(id, path, o) return files_download(self, id, path, o) end,
   }
   self.batches = {
     create = function(o) return batches_create(self, o) end,
+    get = function(id) return batches_get(self, id) end,
+    list = function(o) return batches_list(self, o) end,
+    each = function(o) return batches_each(self, o) end,
+    cancel = function(id) return batches_cancel(self, id) end,
+    wait = function(id, o) return batches_wait(self, id, o) end,
   }
   --- Close the client's connection now rather than at garbage collection.
   function self.close()

@@ -10,6 +10,9 @@ local P = provider.define({
   base_url = "https://api.siliconflow.cn/v1",
   key_env = "SILICONFLOW_API_KEY",
   files_cursor = false, -- GET /files has only purpose and limit: one page
+  -- result files may answer 404 for a short while after the batch completed (§1.8): downloads
+  -- try again for this many seconds
+  content_404_grace = 60,
   limits = { lines = 5000, bytes = 1000 * 1000 * 1000 },
 })
 
