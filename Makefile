@@ -46,6 +46,7 @@ deps:
 	@scripts/install-deps
 
 test: deps
+	@scripts/install-prism
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
 	@$(MAKE) --no-print-directory LUA_VERSION=5.1 build
 	@scripts/run-tests

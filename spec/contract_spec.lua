@@ -1,0 +1,323 @@
+-- spec/contract_spec.lua: every request moonbatch sends is one the providers' own OpenAPI documents
+-- accept. Prism (tools/prism, see spec/contract_helper.lua) serves spec/contract/siliconflow.yaml
+-- (seeds 000, 002, 003) and spec/contract/together.yaml (seed 004) as mock servers that check each
+-- request against the document and answer with the document's examples. Each operation runs
+-- through moonbatch.core and through the client; Prism must find no violation, and the client must
+-- turn the example replies into canonical objects. Requests that break a document on purpose show
+-- that the check bites.
+local core = require("moonbatch.core")
+local moonbatch = require("moonbatch")
+local contract = require("spec.contract_helper")
+
+local KEY = "sk-test"
+
+local function write_file(path, content)
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+end
+
+local function tmpname(suffix)
+  local p = os.tmpname()
+  os.remove(p)
+  return p .. (suffix or "")
+end
+
+local requests = table.concat({
+  '{"custom_id":"r1","method":"POST","url":"/v1/chat/completions",' ..
+    '"body":{"model":"deepseek-ai/DeepSeek-V3","messages":[{"role":"user","content":"Hi"}]}}',
+  '{"custom_id":"r2","method":"POST","url":"/v1/chat/completions",' ..
+    '"body":{"model":"deepseek-ai/DeepSeek-V3","messages":[{"role":"user","content":"Bye"}]}}',
+}, "\n") .. "\n"
+
+-- Prism's verdict on one exchange through moonbatch.core: a 2xx and no violation
+local function assert_accepted(body, res, what)
+  assert(body ~= nil, what .. ": the transfer failed: " .. tostring(res))
+  local found = contract.violations(res, body)
+  assert(#found == 0, what .. ": Prism found " .. contract.describe(found))
+  assert(res.status >= 200 and res.status < 300,
+    what .. ": HTTP " .. tostring(res.status) .. " without violations")
+end
+
+-- Prism's refusal: the status, and a violation at `location` whose message mentions `word`
+local function assert_refused(status, location, word, body, res, what)
+  assert(body ~= nil, what .. ": the transfer failed: " .. tostring(res))
+  local found = contract.violations(res, body)
+  assert(res.status == status, ("%s: HTTP %s, not %d (%s)")
+    :format(what, tostring(res.status), status, contract.describe(found)))
+  assert(contract.has(found, location, word), ("%s: no violation at %s naming %q, only: %s")
+    :format(what, location, tostring(word), contract.describe(found)))
+end
+
+-- Runs fn with moonbatch.core's operations wrapped to record every exchange the client makes;
+-- returns the exchanges, each { op =, body =, res = }, and fn's results.
+local recorded_ops = {
+  { core.files, "upload", "files.upload" }, { core.files, "list", "files.list" },
+  { core.batches, "create", "batches.create" }, { core, "request", "request" },
+}
+local function recording(fn)
+  local log, saved = {}, {}
+  for i, r in ipairs(recorded_ops) do
+    local t, name, label = r[1], r[2], r[3]
+    local original = t[name]
+    saved[i] = original
+    t[name] = function(...)
+      local body, res, info = original(...)
+      log[#log + 1] = { op = label, body = body, res = res, info = info }
+      return body, res, info
+    end
+  end
+  local results = { n = 0 }
+  local function keep(...) results = { n = select("#", ...), ... } end
+  keep(pcall(fn))
+  for i, r in ipairs(recorded_ops) do r[1][r[2]] = saved[i] end
+  if not results[1] then error(results[2], 0) end
+  return log, (table.unpack or unpack)(results, 2, results.n)
+end
+
+-- every exchange of a client call reached Prism and was accepted
+local function assert_all_accepted(log, what, count)
+  assert(#log == (count or 1), ("%s: %d exchanges, %d expected"):format(what, #log, count or 1))
+  for i, e in ipairs(log) do
+    assert_accepted(e.body, e.res, ("%s (exchange %d, %s)"):format(what, i, e.op))
+  end
+end
+
+describe("contract: SiliconFlow's OpenAPI document (seeds 000, 002, 003) #contract", function()
+  local mock, url, input
+
+  setup(function()
+    mock = contract.start("spec/contract/siliconflow.yaml")
+    url = mock.url
+    input = tmpname(".jsonl")
+    write_file(input, requests)
+  end)
+
+  teardown(function()
+    if input then os.remove(input) end
+    if mock then mock:stop() end
+  end)
+
+  describe("through moonbatch.core", function()
+    it("POST /files: the upload form (purpose, file) and the bearer key are accepted", function()
+      local body, res = core.files.upload({ base_url = url, api_key = KEY, file = input, purpose = "batch" })
+      assert_accepted(body, res, "core.files.upload")
+      assert.equal(20000, body.code)
+      assert.equal("file-jkvytbjtow", body.data.id)
+    end)
+
+    it("POST /files: purpose defaults to 'batch', which the document's enum allows", function()
+      local body, res = core.files.upload({ base_url = url, api_key = KEY, file = input })
+      assert_accepted(body, res, "core.files.upload without purpose")
+    end)
+
+    it("GET /files: purpose and limit in the query are accepted", function()
+      local body, res = core.files.list({ base_url = url, api_key = KEY, purpose = "batch", limit = 10 })
+      assert_accepted(body, res, "core.files.list")
+      assert.equal("file-kkhtqklcnm", body.data.data[1].id)
+      body, res = core.files.list({ base_url = url, api_key = KEY, purpose = "batch" })
+      assert_accepted(body, res, "core.files.list without limit")
+    end)
+
+    it("POST /batches: the JSON body, with and without metadata and replace, is accepted", function()
+      local body, res = core.batches.create({ base_url = url, api_key = KEY, input_file_id = "file-jkvytbjtow",
+        endpoint = "/v1/chat/completions", completion_window = "24h" })
+      assert_accepted(body, res, "core.batches.create")
+      assert.equal("batch_rdyqgrcgjg", body.id)
+      body, res = core.batches.create({ base_url = url, api_key = KEY, input_file_id = "file-jkvytbjtow",
+        completion_window = "336h", metadata = { description = "nightly eval job" },
+        replace = { model = "deepseek-ai/DeepSeek-R1" } })
+      assert_accepted(body, res, "core.batches.create with metadata and replace")
+    end)
+  end)
+
+  describe("through the client", function()
+    local client
+
+    setup(function()
+      client = moonbatch.new({ provider = "siliconflow", base_url = url, api_key = KEY, max_retries = 0 })
+    end)
+
+    teardown(function()
+      if client then client.close() end
+    end)
+
+    it("files.upload sends what the document accepts and returns a File from its example", function()
+      local log, file, msg = recording(function() return client.files.upload({ file = input }) end)
+      assert(file, msg)
+      assert_all_accepted(log, "files.upload")
+      assert.equal("file-jkvytbjtow", file.id)
+      assert.equal("file", file.object)
+      assert.equal(8509, file.bytes)
+      assert.equal(1741685396, file.created_at)   -- from the upload's createdAt
+      assert.equal("requests.jsonl", file.filename)
+      assert.equal("batch", file.purpose)
+      assert.equal(1741685396, file.raw.createdAt)
+    end)
+
+    it("files.list sends what the document accepts and returns a Page of File", function()
+      local log, page, msg = recording(function() return client.files.list({ limit = 5 }) end)
+      assert(page, msg)
+      assert_all_accepted(log, "files.list")
+      assert.equal("list", page.object)
+      assert.is_false(page.has_more)
+      assert.equal(1, #page.data)
+      local f = page.data[1]
+      assert.equal("file-kkhtqklcnm", f.id)
+      assert.equal("file", f.object)
+      assert.equal(806, f.bytes)
+      assert.equal(1741777570, f.created_at)
+      assert.equal("requests-2.jsonl", f.filename)
+      assert.equal(2, f.line_count)
+      assert.equal("file-kkhtqklcnm", page.first_id)
+      assert.equal("file-kkhtqklcnm", page.last_id)
+    end)
+
+    it("files.each fetches pages the document accepts and yields every File", function()
+      local log, ids = recording(function()
+        local seen = {}
+        for f in client.files.each() do seen[#seen + 1] = f.id end
+        return seen
+      end)
+      assert_all_accepted(log, "files.each")
+      assert.same({ "file-kkhtqklcnm" }, ids)
+    end)
+
+    it("batches.create sends what the document accepts and returns a Batch from its example", function()
+      local log, batch, msg = recording(function()
+        return client.batches.create({ input_file_id = "file-jkvytbjtow",
+          metadata = { description = "nightly eval job" }, replace = { model = "deepseek-ai/DeepSeek-V3" } })
+      end)
+      assert(batch, msg)
+      assert_all_accepted(log, "batches.create")
+      assert.equal("batch_rdyqgrcgjg", batch.id)
+      assert.equal("batch", batch.object)
+      assert.equal("/v1/chat/completions", batch.endpoint)
+      assert.equal("file-jkvytbjtow", batch.input_file_id)
+      assert.equal("24h", batch.completion_window)
+      assert.equal("in_queue", batch.status)
+      assert.equal(1741685413, batch.created_at)
+      assert.equal(1741771813, batch.expires_at)
+      -- the example's nulls are absent, never cjson.null
+      assert.is_nil(batch.output_file_id)
+      assert.is_nil(batch.error_file_id)
+      assert.is_nil(batch.in_progress_at)
+      assert.is_nil(batch.completed_at)
+      assert.is_nil(batch.request_counts)
+      assert.same({ description = "nightly eval job" }, batch.metadata)
+    end)
+
+    it("batches.create with only input_file_id sends the required endpoint and completion_window", function()
+      local log, batch, msg = recording(function()
+        return client.batches.create({ input_file_id = "file-jkvytbjtow" })
+      end)
+      assert(batch, msg)
+      assert_all_accepted(log, "batches.create with defaults")
+    end)
+  end)
+
+  describe("Prism refuses what breaks the document", function()
+    it("an upload whose purpose is not in the enum: 400, request.body.purpose", function()
+      local body, res = core.files.upload({ base_url = url, api_key = KEY, file = input, purpose = "nonsense" })
+      assert_refused(400, "request.body.purpose", "allowed values", body, res, "purpose = nonsense")
+    end)
+
+    it("an upload without the 'file' part: 400, request.body requires 'file'", function()
+      local body, res = core.files.upload({ base_url = url, api_key = KEY, file = input, file_field = "document" })
+      assert_refused(400, "request.body", "'file'", body, res, "no file part")
+    end)
+
+    it("a list without purpose: 400, request.query requires 'purpose'", function()
+      local body, res = core.files.list({ base_url = url, api_key = KEY })
+      assert_refused(400, "request.query", "'purpose'", body, res, "no purpose")
+    end)
+
+    it("a batch without completion_window: 400, request.body requires it", function()
+      local body, res = core.request({ url = url .. "/batches", method = "POST",
+        headers = { Authorization = "Bearer " .. KEY, ["Content-Type"] = "application/json" },
+        body = '{"input_file_id":"file-jkvytbjtow","endpoint":"/v1/chat/completions"}' })
+      assert_refused(400, "request.body", "'completion_window'", body, res, "no completion_window")
+    end)
+
+    it("a batch whose replace.model is not in the enum: 400 through core, an error through the client", function()
+      local body, res = core.batches.create({ base_url = url, api_key = KEY, input_file_id = "file-jkvytbjtow",
+        replace = { model = "no/such-model" } })
+      assert_refused(400, "request.body.replace.model", "allowed values", body, res, "replace.model")
+
+      local client = moonbatch.new({ provider = "siliconflow", base_url = url, api_key = KEY, max_retries = 0 })
+      local batch, msg, info = client.batches.create({ input_file_id = "file-jkvytbjtow",
+        replace = { model = "no/such-model" } })
+      client.close()
+      assert.is_nil(batch)
+      assert.equal(400, info.status)
+      assert.truthy(msg:find("HTTP 400", 1, true), msg)
+    end)
+
+    it("a request without the bearer key: 401 (security bearerAuth)", function()
+      local body, res = core.files.list({ base_url = url, purpose = "batch" })
+      assert_refused(401, "request", "security", body, res, "no Authorization")
+      assert.equal("Invalid token", body)   -- the document's 401 example: a bare JSON string
+      body, res = core.batches.create({ base_url = url, input_file_id = "file-jkvytbjtow",
+        headers = { Authorization = "Basic c2stdGVzdDo=" } })
+      assert_refused(401, "request", "security", body, res, "Basic instead of Bearer")
+    end)
+  end)
+end)
+
+describe("contract: Together's OpenAPI document (seed 004) #contract", function()
+  local mock, url, input
+
+  setup(function()
+    mock = contract.start("spec/contract/together.yaml")
+    url = mock.url
+    input = tmpname(".jsonl")
+    write_file(input, requests)
+  end)
+
+  teardown(function()
+    if input then os.remove(input) end
+    if mock then mock:stop() end
+  end)
+
+  it("through moonbatch.core: POST /files/upload with purpose, file_name, file_type and file is accepted", function()
+    local body, res = core.files.upload({ base_url = url, api_key = KEY, path = "/files/upload", file = input,
+      purpose = "batch-api", fields = { file_name = "x.jsonl", file_type = "jsonl" } })
+    assert_accepted(body, res, "core.files.upload (together)")
+    assert.equal("file", body.object)
+  end)
+
+  it("through the client: files.upload sends what the document accepts and returns a File", function()
+    local client = moonbatch.new({ provider = "together", base_url = url, api_key = KEY, max_retries = 0 })
+    local log, file, msg = recording(function() return client.files.upload({ file = input }) end)
+    client.close()
+    assert(file, msg)
+    assert_all_accepted(log, "files.upload (together)")
+    assert.equal("file", file.object)
+    -- the document gives no example for these: Prism makes up values of the schema's types
+    assert.is_string(file.id)
+    assert.is_number(file.bytes)
+    assert.is_number(file.created_at)
+    assert.equal("my_file.jsonl", file.filename)
+    assert.equal("jsonl", file.raw.FileType)
+    assert.is_boolean(file.raw.Processed)
+  end)
+
+  it("refuses SiliconFlow's form (no file_name, purpose 'batch'): 400, both named", function()
+    local body, res = core.files.upload({ base_url = url, api_key = KEY, path = "/files/upload", file = input })
+    assert_refused(400, "request.body", "'file_name'", body, res, "SiliconFlow's form")
+    assert_refused(400, "request.body.purpose", "batch-api", body, res, "SiliconFlow's form")
+    assert.equal("string", type(body.error and body.error.message))   -- the document's ErrorData
+  end)
+
+  it("refuses a file_type outside its enum: 400, request.body.file_type", function()
+    local body, res = core.files.upload({ base_url = url, api_key = KEY, path = "/files/upload", file = input,
+      purpose = "batch-api", fields = { file_name = "x.jsonl", file_type = "ndjson" } })
+    assert_refused(400, "request.body.file_type", "allowed values", body, res, "file_type = ndjson")
+  end)
+
+  it("refuses an upload without the bearer key: 401", function()
+    local body, res = core.files.upload({ base_url = url, path = "/files/upload", file = input,
+      purpose = "batch-api", fields = { file_name = "x.jsonl", file_type = "jsonl" } })
+    assert_refused(401, "request", "security", body, res, "no Authorization")
+  end)
+end)
