@@ -1,12 +1,16 @@
--- Starts bin/moonbatch-standin for specs and drives its control API (faults, log, reset, stored files).
+-- Starts bin/moonbatch-standin for specs and drives its control API (faults, log, reset, stored
+-- files, settings).
 --
 --   local standin = require("spec.standin_helper")
 --   local s = standin.start{ key = "sk-standin" }   -- also: port, dir, watch_pid, env = { NAME = value }
---   s.urls.siliconflow, s.urls["siliconflow-global"], s.control, s.port, s.key, s.pid
+--   s.urls.siliconflow, s.urls["siliconflow-global"], s.urls.together, s.urls.openai
+--   s.control, s.port, s.key, s.pid
 --   s:reset(); s:fault("POST", "/siliconflow/v1/files", { { status = 503, retry_after = "0" } })
+--   s:config{ step_seconds = 0.2 }  -- batch settings (see standin/README.md); returns them all
 --   s:log(); s:file_content(id); s:stop()
 --   s:call(method, path, json) -- any control call: returns the raw body and the HTTP status
 --   standin.alive(pid)         -- whether a process still runs (a zombie does not)
+--   standin.curl(url, opts)    -- one request with the curl command: see below
 --
 -- The stand-in watches this process (--watch-pid), so an aborted run leaves no nginx behind.
 -- Needs only lua-cjson and the curl and coreutils commands.
@@ -152,6 +156,12 @@ function Standin:fault(method, path, faults)
   expect_ok(self, "POST", "/faults", { method = method, path = path, faults = faults })
 end
 
+-- Changes batch settings (step_seconds, siliconflow_output_urls, content_404_seconds) for
+-- batches created afterwards; reset restores the defaults. Returns the settings now in force.
+function Standin:config(settings)
+  return cjson.decode(expect_ok(self, "POST", "/config", settings)).config
+end
+
 function Standin:log()
   return cjson.decode(expect_ok(self, "GET", "/log"))
 end
@@ -162,6 +172,46 @@ function Standin:file_content(id)
   if status == 404 then return nil end
   if status ~= 200 then error("stand-in GET /files/" .. id .. ": HTTP " .. status, 2) end
   return body
+end
+
+-- One request with the curl command line: returns { status, headers (lower-case names, the
+-- last response's), body, rc (curl's exit code), time }. opts: method, key (sends
+-- "Authorization: Bearer <key>"), headers, form (-F values), data (the body), max_time.
+function M.curl(url, opts)
+  opts = opts or {}
+  local head, out = os.tmpname(), os.tmpname()
+  local words = { CURL, "-D", quote(head), "-o", quote(out), "-w", quote("%{http_code} %{time_total}") }
+  if opts.method then words[#words + 1] = "-X " .. opts.method end
+  if opts.key then words[#words + 1] = "-H " .. quote("Authorization: Bearer " .. opts.key) end
+  for _, h in ipairs(opts.headers or {}) do words[#words + 1] = "-H " .. quote(h) end
+  for _, f in ipairs(opts.form or {}) do words[#words + 1] = "-F " .. quote(f) end
+  local data_file
+  if opts.data then
+    data_file = os.tmpname()
+    local f = assert(io.open(data_file, "wb"))
+    f:write(opts.data)
+    f:close()
+    words[#words + 1] = "--data-binary @" .. quote(data_file)
+  end
+  if opts.max_time then words[#words + 1] = "--max-time " .. opts.max_time end
+  words[#words + 1] = quote(url)
+  local result = capture(table.concat(words, " ") .. " 2>/dev/null; echo \" $?\"")
+  local status, time, rc = result:match("(%d+) ([%d.]+) (%d+)%s*$")
+  local headers = {}
+  for line in (read_file(head) or ""):gmatch("[^\r\n]+") do
+    if line:match("^HTTP/") then
+      headers = {}
+    else
+      local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+      if name then headers[name:lower()] = value end
+    end
+  end
+  local r = { status = tonumber(status), time = tonumber(time), rc = tonumber(rc), headers = headers,
+              body = read_file(out) or "" }
+  os.remove(head)
+  os.remove(out)
+  if data_file then os.remove(data_file) end
+  return r
 end
 
 local function answers(self)

@@ -70,44 +70,15 @@ local function pids_of_nginx(dir)
   return pids
 end
 
--- One curl run: { status, headers (lower-case names, the last response's), body, rc, time }.
--- opts: method, key (false: no Authorization), headers, form (-F values), data, max_time.
+-- One curl run (see standin.curl), with the spec's key unless opts.key says otherwise (false: none).
 local function curl(url, opts)
   opts = opts or {}
-  local head, out = os.tmpname(), os.tmpname()
-  local words = { "curl -s --noproxy '*' -D", quote(head), "-o", quote(out),
-                  "-w", quote("%{http_code} %{time_total}") }
-  if opts.method then words[#words + 1] = "-X " .. opts.method end
-  if opts.key ~= false then
-    words[#words + 1] = "-H " .. quote("Authorization: Bearer " .. (opts.key or KEY))
-  end
-  for _, h in ipairs(opts.headers or {}) do words[#words + 1] = "-H " .. quote(h) end
-  for _, f in ipairs(opts.form or {}) do words[#words + 1] = "-F " .. quote(f) end
-  local data_file
-  if opts.data then
-    data_file = os.tmpname()
-    write_file(data_file, opts.data)
-    words[#words + 1] = "--data-binary @" .. quote(data_file)
-  end
-  if opts.max_time then words[#words + 1] = "--max-time " .. opts.max_time end
-  words[#words + 1] = quote(url)
-  local result = capture(table.concat(words, " ") .. "; echo \" $?\"")
-  local status, time, rc = result:match("(%d+) ([%d.]+) (%d+)%s*$")
-  local headers = {}
-  for line in (read_file(head) or ""):gmatch("[^\r\n]+") do
-    if line:match("^HTTP/") then
-      headers = {}
-    else
-      local name, value = line:match("^([^:]+):%s*(.-)%s*$")
-      if name then headers[name:lower()] = value end
-    end
-  end
-  local r = { status = tonumber(status), time = tonumber(time), rc = tonumber(rc), headers = headers,
-              body = read_file(out) or "" }
-  os.remove(head)
-  os.remove(out)
-  if data_file then os.remove(data_file) end
-  return r
+  local key = opts.key
+  if key == nil then key = KEY end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.key = key or nil
+  return standin.curl(url, o)
 end
 
 describe("moonbatch-standin", function()
@@ -168,7 +139,8 @@ describe("moonbatch-standin", function()
   it("prints a base URL per dialect and the control URL", function()
     local base = "http://127.0.0.1:" .. s.port
     assert.same({ siliconflow = base .. "/siliconflow/v1",
-                  ["siliconflow-global"] = base .. "/siliconflow-global/v1" }, s.urls)
+                  ["siliconflow-global"] = base .. "/siliconflow-global/v1",
+                  together = base .. "/together/v1", openai = base .. "/openai/v1" }, s.urls)
     assert.equal(base .. "/_standin", s.control)
   end)
 
@@ -461,11 +433,635 @@ describe("moonbatch-standin", function()
     end)
   end)
 
+  -- Checks that the keys of the JSON object text appear in this order.
+  local function assert_key_order(text, keys)
+    local last = 0
+    for _, k in ipairs(keys) do
+      local at = text:find('"' .. k .. '":', last + 1, true)
+      assert.is_truthy(at, k .. " missing")
+      assert.is_true(at > last, k .. " out of order")
+      last = at
+    end
+  end
+
+  local function post_json(url, body, opts)
+    opts = opts or {}
+    opts.data = type(body) == "string" and body or cjson.encode(body)
+    opts.headers = { "Content-Type: application/json" }
+    return curl(url, opts)
+  end
+
+  describe("SiliconFlow batches after creation", function()
+    local file_id
+
+    local function new_batch(changes)
+      local b = { input_file_id = file_id, endpoint = "/v1/chat/completions", completion_window = "24h" }
+      for k, v in pairs(changes or {}) do b[k] = v end
+      local r = create(b)
+      assert.equal(200, r.status, r.body)
+      return cjson.decode(r.body)
+    end
+
+    local function assert_go_404(r)
+      assert.equal(404, r.status, r.body)
+      assert.equal("404 page not found", r.body)
+      assert.truthy(r.headers["content-type"]:find("^text/plain"))
+    end
+
+    before_each(function()
+      file_id = upload_ok(input).id
+    end)
+
+    it("GET /batches/{id} answers the batch, unknown ids Go's 404", function()
+      local b = new_batch({ metadata = { a = "b" } })
+      local r = curl(sf .. "/batches/" .. b.id)
+      assert.equal(200, r.status, r.body)
+      local got = cjson.decode(r.body)
+      assert.equal(b.id, got.id)
+      assert.equal("in_queue", got.status)
+      assert.same({ a = "b" }, got.metadata)
+      assert.equal(cjson.null, got.request_counts)
+      assert_go_404(curl(sf .. "/batches/batch_nosuchbatch"))
+      assert_go_404(curl(s.urls["siliconflow-global"] .. "/batches/" .. b.id))
+    end)
+
+    it("GET /batches lists newest first, OpenAI-shaped, each with file_name, with limit and after", function()
+      local ids = {}
+      for i = 1, 3 do ids[i] = new_batch().id end
+      local r = curl(sf .. "/batches")
+      assert.equal(200, r.status, r.body)
+      assert_key_order(r.body, { "object", "data", "first_id", "last_id", "has_more" })
+      local page = cjson.decode(r.body)
+      assert.equal("list", page.object)
+      assert.equal(3, #page.data)
+      assert.same({ ids[3], ids[2], ids[1] }, { page.data[1].id, page.data[2].id, page.data[3].id })
+      assert.equal(ids[3], page.first_id)
+      assert.equal(ids[1], page.last_id)
+      assert.is_false(page.has_more)
+      assert.equal(input:match("[^/]+$"), page.data[1].file_name)
+      assert.equal("batch", page.data[1].object)
+      local first = cjson.decode(curl(sf .. "/batches?limit=2").body)
+      assert.same({ ids[3], ids[2] }, { first.data[1].id, first.data[2].id })
+      assert.is_true(first.has_more)
+      local second = cjson.decode(curl(sf .. "/batches?limit=2&after=" .. first.last_id).body)
+      assert.equal(1, #second.data)
+      assert.equal(ids[1], second.data[1].id)
+      assert.is_false(second.has_more)
+      local empty = cjson.decode(curl(s.urls["siliconflow-global"] .. "/batches").body)
+      assert.same({}, empty.data)
+      assert.equal(cjson.null, empty.first_id)
+      assert.truthy(curl(s.urls["siliconflow-global"] .. "/batches").body:find('"data":[]', 1, true))
+    end)
+
+    for _, query in ipairs({ "?limit=0", "?limit=x", "?after=batch_nosuchbatch" }) do
+      it("GET /batches answers 400 to " .. query, function()
+        assert_bad_request(curl(sf .. "/batches" .. query))
+      end)
+    end
+
+    it("POST /batches/{id}/cancel makes the batch cancelling; unknown ids get Go's 404", function()
+      local b = new_batch()
+      local r = curl(sf .. "/batches/" .. b.id .. "/cancel", { method = "POST" })
+      assert.equal(200, r.status, r.body)
+      local got = cjson.decode(r.body)
+      assert.equal("cancelling", got.status)
+      assert.is_true(math.abs(got.cancelling_at - os.time()) < 60)
+      assert.equal("cancelling", cjson.decode(curl(sf .. "/batches/" .. b.id .. "/cancel", { method = "POST" }).body).status)
+      assert_go_404(curl(sf .. "/batches/batch_nosuchbatch/cancel", { method = "POST" }))
+    end)
+
+    it("GET /files/{id}/content serves the bytes as stored, unknown ids get Go's 404", function()
+      local r = curl(sf .. "/files/" .. file_id .. "/content")
+      assert.equal(200, r.status)
+      assert.equal(content, r.body)
+      assert.equal(tostring(#content), r.headers["content-length"])
+      assert.equal("application/octet-stream", r.headers["content-type"])
+      local log = s:log()
+      assert.equal("/siliconflow/v1/files/" .. file_id .. "/content", log[#log].path)
+      assert_go_404(curl(sf .. "/files/file-nosuchfile/content"))
+      assert_go_404(curl(s.urls["siliconflow-global"] .. "/files/" .. file_id .. "/content"))
+    end)
+  end)
+
+  describe("together", function()
+    local tg
+
+    local FILE_KEYS = { "id", "object", "created_at", "filename", "bytes", "purpose", "FileType", "Processed" }
+    local JOB_KEYS = {
+      "id", "user_id", "input_file_id", "file_size_bytes", "status", "job_deadline", "created_at", "endpoint",
+      "progress", "model_id", "output_file_id", "error_file_id", "error", "completed_at",
+    }
+    local UUID = "%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x"
+    local ISO = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$"
+
+    local function tg_upload(form, opts)
+      opts = opts or {}
+      opts.form = form or { "purpose=batch-api", "file_name=requests.jsonl", "file=@" .. input }
+      return curl(tg .. "/files/upload", opts)
+    end
+
+    local function tg_upload_ok(form)
+      local r = tg_upload(form)
+      assert.equal(200, r.status, r.body)
+      return cjson.decode(r.body)
+    end
+
+    local function tg_create(body, opts)
+      return post_json(tg .. "/batches", body, opts)
+    end
+
+    -- ErrorData: {"error": {message, type, param, code}}.
+    local function assert_error_data(r, status, param)
+      assert.equal(status, r.status, r.body)
+      assert.truthy(r.headers["content-type"]:find("application/json", 1, true))
+      local body = cjson.decode(r.body)
+      assert.same({ "error" }, keys_of(body))
+      assert.equal("string", type(body.error.message))
+      assert.equal("string", type(body.error.type))
+      if param then assert.equal(param, body.error.param) end
+      return body.error
+    end
+
+    -- BatchErrorResponse: {"error": "<string>"}.
+    local function assert_batch_error(r, status)
+      assert.equal(status, r.status, r.body)
+      local body = cjson.decode(r.body)
+      assert.same({ "error" }, keys_of(body))
+      assert.equal("string", type(body.error))
+      return body.error
+    end
+
+    setup(function()
+      tg = s.urls.together
+    end)
+
+    it("POST /files/upload stores the file and answers a FileResponse", function()
+      local r = tg_upload()
+      assert.equal(200, r.status, r.body)
+      assert_key_order(r.body, FILE_KEYS)
+      local f = cjson.decode(r.body)
+      assert.same(sorted(FILE_KEYS), keys_of(f))
+      assert.matches("^file%-" .. UUID .. "$", f.id)
+      assert.equal("file", f.object)
+      assert.equal("requests.jsonl", f.filename)
+      assert.equal(#content, f.bytes)
+      assert.equal("batch-api", f.purpose)
+      assert.equal("jsonl", f.FileType)
+      assert.is_true(f.Processed)
+      assert.matches('"created_at":%d+,', r.body)
+      assert.is_true(math.abs(f.created_at - os.time()) < 60)
+      assert.equal(content, s:file_content(f.id))
+      local e = s:log()[1]
+      assert.equal("/together/v1/files/upload", e.path)
+      assert.equal("requests.jsonl", e.fields.file_name)
+      local csv = tg_upload_ok({ "purpose=eval", "file_name=x.csv", "file_type=csv", "file=@" .. input })
+      assert.equal("csv", csv.FileType)
+      assert.equal("eval", csv.purpose)
+    end)
+
+    local upload_errors = {
+      { "purpose is missing", { "file_name=a.jsonl", "file=@INPUT" }, "purpose" },
+      { "purpose is batch", { "purpose=batch", "file_name=a.jsonl", "file=@INPUT" }, "purpose" },
+      { "file_name is missing", { "purpose=batch-api", "file=@INPUT" }, "file_name" },
+      { "file_type is unknown", { "purpose=batch-api", "file_name=a", "file_type=xml", "file=@INPUT" }, "file_type" },
+      { "file is missing", { "purpose=batch-api", "file_name=a.jsonl" }, "file" },
+      { "file is a text field", { "purpose=batch-api", "file_name=a.jsonl", "file=x" }, "file" },
+    }
+    for _, case in ipairs(upload_errors) do
+      it("POST /files/upload answers 400 ErrorData when " .. case[1], function()
+        local form = {}
+        for i, f in ipairs(case[2]) do form[i] = f:gsub("INPUT", input) end
+        local err = assert_error_data(tg_upload(form), 400, case[3])
+        assert.equal("invalid_request_error", err.type)
+        assert.truthy(err.message:find(case[3], 1, true), err.message)
+        assert.same({ data = {} }, cjson.decode(curl(tg .. "/files").body))
+      end)
+    end
+
+    it("POST /files/upload answers 400 ErrorData to a body that is not multipart", function()
+      assert_error_data(post_json(tg .. "/files/upload", { purpose = "batch-api" }), 400)
+    end)
+
+    it("GET /files lists every file, newest first, without pagination", function()
+      local a = tg_upload_ok()
+      local b = tg_upload_ok({ "purpose=fine-tune", "file_name=ft.jsonl", "file=@" .. input })
+      local r = curl(tg .. "/files?limit=1")
+      assert.equal(200, r.status)
+      local body = cjson.decode(r.body)
+      assert.same({ "data" }, keys_of(body))
+      assert.same({ b.id, a.id }, { body.data[1].id, body.data[2].id })
+      assert.same(b, body.data[1])
+      assert.truthy(curl(s.urls.openai .. "/files").body:find('"data":[]', 1, true))
+    end)
+
+    it("GET /files/{id}, its content, and DELETE", function()
+      local f = tg_upload_ok()
+      local r = curl(tg .. "/files/" .. f.id)
+      assert.equal(200, r.status)
+      assert.same(f, cjson.decode(r.body))
+      local c = curl(tg .. "/files/" .. f.id .. "/content")
+      assert.equal(200, c.status)
+      assert.equal(content, c.body)
+      assert.equal("text/plain", c.headers["content-type"])
+      assert.equal(tostring(#content), c.headers["content-length"])
+      local d = curl(tg .. "/files/" .. f.id, { method = "DELETE" })
+      assert.equal(200, d.status)
+      assert_key_order(d.body, { "id", "deleted" })
+      assert.same({ id = f.id, deleted = true }, cjson.decode(d.body))
+      assert.is_nil(s:file_content(f.id))
+      for _, req in ipairs({ { "GET", "" }, { "GET", "/content" }, { "DELETE", "" } }) do
+        local err = assert_error_data(curl(tg .. "/files/" .. f.id .. req[2], { method = req[1] }), 404)
+        assert.truthy(err.message:find(f.id, 1, true))
+      end
+      assert.same({ data = {} }, cjson.decode(curl(tg .. "/files").body))
+    end)
+
+    it("POST /batches answers 201 {job, warning} with a VALIDATING BatchJob", function()
+      local f = tg_upload_ok()
+      local r = tg_create({ endpoint = "/v1/chat/completions", input_file_id = f.id, completion_window = "24h",
+                            model_id = "meta-llama/Llama-3-8b" })
+      assert.equal(201, r.status, r.body)
+      assert_key_order(r.body, { "job", "warning" })
+      assert_key_order(r.body, JOB_KEYS)
+      local body = cjson.decode(r.body)
+      assert.same({ "job", "warning" }, keys_of(body))
+      assert.equal("string", type(body.warning))
+      local job = body.job
+      assert.same(sorted(JOB_KEYS), keys_of(job))
+      assert.matches("^" .. UUID .. "$", job.id)
+      assert.equal("string", type(job.user_id))
+      assert.equal(f.id, job.input_file_id)
+      assert.equal(#content, job.file_size_bytes)
+      assert.equal("VALIDATING", job.status)
+      assert.matches(ISO, job.created_at)
+      assert.matches(ISO, job.job_deadline)
+      assert.equal(os.date("!%Y-%m-%d", os.time() + 86400), job.job_deadline:sub(1, 10))
+      assert.equal("/v1/chat/completions", job.endpoint)
+      assert.equal(0, job.progress)
+      assert.equal("meta-llama/Llama-3-8b", job.model_id)
+      for _, k in ipairs({ "output_file_id", "error_file_id", "error", "completed_at" }) do
+        assert.equal(cjson.null, job[k], k)
+      end
+      local g = curl(tg .. "/batches/" .. job.id)
+      assert.equal(200, g.status)
+      assert.same(job, cjson.decode(g.body))
+    end)
+
+    it("GET /batches answers a bare array, newest first", function()
+      local f = tg_upload_ok()
+      assert.equal("[]", curl(tg .. "/batches").body)
+      local a = cjson.decode(tg_create({ endpoint = "/v1/chat/completions", input_file_id = f.id }).body).job
+      local b = cjson.decode(tg_create({ endpoint = "/v1/chat/completions", input_file_id = f.id }).body).job
+      local r = curl(tg .. "/batches")
+      assert.equal(200, r.status)
+      assert.truthy(r.body:find("^%["))
+      local jobs = cjson.decode(r.body)
+      assert.same({ b.id, a.id }, { jobs[1].id, jobs[2].id })
+    end)
+
+    local batch_errors = {
+      { "endpoint is missing", { endpoint = cjson.null } },
+      { "input_file_id is missing", { input_file_id = cjson.null } },
+      { "the file does not exist", { input_file_id = "file-00000000-0000-4000-8000-000000000000" } },
+      { "priority is not an integer", { priority = 1.5 } },
+      { "model_id is a number", { model_id = 5 } },
+    }
+    for _, case in ipairs(batch_errors) do
+      it("POST /batches answers 400 {error: string} when " .. case[1], function()
+        local f = tg_upload_ok()
+        local body = { endpoint = "/v1/chat/completions", input_file_id = f.id }
+        for k, v in pairs(case[2]) do body[k] = v end
+        assert_batch_error(tg_create(body), 400)
+      end)
+    end
+
+    it("POST /batches answers 400 {error: string} to bad JSON and a file of another purpose", function()
+      assert_batch_error(tg_create("{nope"), 400)
+      local ft = tg_upload_ok({ "purpose=fine-tune", "file_name=ft.jsonl", "file=@" .. input })
+      local msg = assert_batch_error(tg_create({ endpoint = "/v1/chat/completions", input_file_id = ft.id }), 400)
+      assert.truthy(msg:find("batch-api", 1, true))
+    end)
+
+    it("answers unknown batches with 404 {error: string}", function()
+      assert_batch_error(curl(tg .. "/batches/00000000-0000-4000-8000-000000000000"), 404)
+      assert_batch_error(curl(tg .. "/batches/00000000-0000-4000-8000-000000000000/cancel", { method = "POST" }), 404)
+    end)
+
+    it("answers a bad key with 401 in the shape of the endpoint", function()
+      for _, key in ipairs({ false, "sk-wrong" }) do
+        local err = assert_error_data(curl(tg .. "/files", { key = key }), 401)
+        assert.equal("invalid_api_key", err.code)
+        assert_error_data(tg_upload(nil, { key = key }), 401)
+        assert_batch_error(curl(tg .. "/batches", { key = key }), 401)
+        assert_batch_error(tg_create({}, { key = key }), 401)
+        assert_batch_error(curl(tg .. "/batches/x/cancel", { method = "POST", key = key }), 401)
+      end
+    end)
+
+    it("fault statuses default to Together's bodies, per endpoint family", function()
+      s:fault("GET", "/together/v1/files", { { status = 429, retry_after = "1" } })
+      s:fault("GET", "/together/v1/batches", { { status = 429 }, { status = 500 } })
+      local r = curl(tg .. "/files")
+      local err = assert_error_data(r, 429)
+      assert.equal("1", r.headers["retry-after"])
+      assert.same({ message = "rate limited", type = "rate_limit" }, { message = err.message, type = err.type })
+      assert.equal("rate limited", assert_batch_error(curl(tg .. "/batches"), 429))
+      assert_batch_error(curl(tg .. "/batches"), 500)
+      assert.equal(200, curl(tg .. "/batches").status)
+    end)
+
+    it("answers unknown paths with 404", function()
+      assert_error_data(curl(tg .. "/files/a/b/c"), 404)
+      assert_error_data(curl(tg .. "/files", { method = "POST" }), 404)
+      assert_batch_error(curl(tg .. "/batches/x/y"), 404)
+    end)
+  end)
+
+  describe("openai", function()
+    local oa
+
+    local FILE_KEYS = { "id", "object", "bytes", "created_at", "expires_at", "filename", "purpose", "status",
+                        "status_details" }
+    local BATCH_KEYS = {
+      "id", "object", "endpoint", "errors", "input_file_id", "completion_window", "status",
+      "output_file_id", "error_file_id", "created_at", "in_progress_at", "expires_at", "finalizing_at",
+      "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at", "request_counts",
+      "metadata",
+    }
+
+    local function oa_upload(form, opts)
+      opts = opts or {}
+      opts.form = form or { "purpose=batch", "file=@" .. input }
+      return curl(oa .. "/files", opts)
+    end
+
+    local function oa_upload_ok(form)
+      local r = oa_upload(form)
+      assert.equal(200, r.status, r.body)
+      return cjson.decode(r.body)
+    end
+
+    local function oa_create(body, opts)
+      return post_json(oa .. "/batches", body, opts)
+    end
+
+    local function oa_batch(file_id, changes)
+      local body = { input_file_id = file_id, endpoint = "/v1/chat/completions", completion_window = "24h" }
+      for k, v in pairs(changes or {}) do body[k] = v end
+      local r = oa_create(body)
+      assert.equal(200, r.status, r.body)
+      return cjson.decode(r.body)
+    end
+
+    -- {"error": {message, type, param, code}}, all four present.
+    local function assert_error(r, status, param, code)
+      assert.equal(status, r.status, r.body)
+      assert.truthy(r.headers["content-type"]:find("application/json", 1, true))
+      local body = cjson.decode(r.body)
+      assert.same({ "error" }, keys_of(body))
+      assert.same({ "code", "message", "param", "type" }, keys_of(body.error))
+      assert_key_order(r.body, { "message", "type", "param", "code" })
+      if param ~= nil then assert.equal(param, body.error.param) end
+      if code ~= nil then assert.equal(code, body.error.code) end
+      return body.error
+    end
+
+    setup(function()
+      oa = s.urls.openai
+    end)
+
+    it("POST /files answers a File object", function()
+      local r = oa_upload()
+      assert.equal(200, r.status, r.body)
+      assert_key_order(r.body, FILE_KEYS)
+      local f = cjson.decode(r.body)
+      assert.same(sorted(FILE_KEYS), keys_of(f))
+      assert.matches("^file%-%w+$", f.id)
+      assert.equal("file", f.object)
+      assert.equal(#content, f.bytes)
+      assert.equal(input:match("[^/]+$"), f.filename)
+      assert.equal("batch", f.purpose)
+      assert.equal("processed", f.status)
+      assert.equal(f.created_at + 30 * 86400, f.expires_at)
+      assert.equal(content, s:file_content(f.id))
+      local other = oa_upload_ok({ "purpose=user_data", "file=@" .. input .. ";filename=notes.txt" })
+      assert.equal("user_data", other.purpose)
+      assert.equal(cjson.null, other.expires_at)
+    end)
+
+    local upload_errors = {
+      { "purpose is missing", { "file=@INPUT" }, "purpose" },
+      { "purpose is unknown", { "purpose=batch-api", "file=@INPUT" }, "purpose" },
+      { "file is missing", { "purpose=batch" }, "file" },
+      { "a batch file is not .jsonl", { "purpose=batch", "file=@INPUT;filename=requests.csv" }, "file" },
+    }
+    for _, case in ipairs(upload_errors) do
+      it("POST /files answers 400 invalid_request_error when " .. case[1], function()
+        local form = {}
+        for i, f in ipairs(case[2]) do form[i] = f:gsub("INPUT", input) end
+        local err = assert_error(oa_upload(form), 400, case[3])
+        assert.equal("invalid_request_error", err.type)
+      end)
+    end
+
+    it("POST /files answers 400 to a body that is not multipart", function()
+      local err = assert_error(post_json(oa .. "/files", { purpose = "batch" }), 400)
+      assert.truthy(err.message:find("multipart/form-data", 1, true))
+    end)
+
+    it("GET /files pages with a cursor, newest first by default", function()
+      local ids = {}
+      for i = 1, 5 do ids[i] = oa_upload_ok().id end
+      local all = cjson.decode(curl(oa .. "/files").body)
+      assert.equal("list", all.object)
+      assert.same({ ids[5], ids[4], ids[3], ids[2], ids[1] },
+        { all.data[1].id, all.data[2].id, all.data[3].id, all.data[4].id, all.data[5].id })
+      assert.equal(ids[5], all.first_id)
+      assert.equal(ids[1], all.last_id)
+      assert.is_false(all.has_more)
+      local seen, after, pages = {}, nil, 0
+      repeat
+        local r = curl(oa .. "/files?limit=2" .. (after and "&after=" .. after or ""))
+        assert.equal(200, r.status, r.body)
+        assert_key_order(r.body, { "object", "data", "first_id", "last_id", "has_more" })
+        local page = cjson.decode(r.body)
+        for _, f in ipairs(page.data) do seen[#seen + 1] = f.id end
+        after, pages = page.last_id, pages + 1
+      until not page.has_more
+      assert.equal(3, pages)
+      assert.same({ ids[5], ids[4], ids[3], ids[2], ids[1] }, seen)
+      local asc = cjson.decode(curl(oa .. "/files?order=asc&limit=2&after=" .. ids[2]).body)
+      assert.same({ ids[3], ids[4] }, { asc.data[1].id, asc.data[2].id })
+      assert.is_true(asc.has_more)
+    end)
+
+    it("GET /files filters by purpose, and a deleted cursor keeps its place", function()
+      local a = oa_upload_ok()
+      local b = oa_upload_ok({ "purpose=user_data", "file=@" .. input })
+      local c = oa_upload_ok()
+      local batch_only = cjson.decode(curl(oa .. "/files?purpose=batch").body)
+      assert.same({ c.id, a.id }, { batch_only.data[1].id, batch_only.data[2].id })
+      local none = cjson.decode(curl(oa .. "/files?purpose=vision").body)
+      assert.same({}, none.data)
+      assert.equal(cjson.null, none.first_id)
+      assert.equal(cjson.null, none.last_id)
+      assert.equal(200, curl(oa .. "/files/" .. b.id, { method = "DELETE" }).status)
+      local rest = cjson.decode(curl(oa .. "/files?after=" .. b.id).body)
+      assert.same({ a.id }, { rest.data[1].id })
+    end)
+
+    for _, query in ipairs({ "?limit=0", "?limit=10001", "?limit=x", "?order=up", "?after=file-nosuchfile" }) do
+      it("GET /files answers 400 to " .. query, function()
+        assert_error(curl(oa .. "/files" .. query), 400)
+      end)
+    end
+
+    it("GET /files/{id}, its content and DELETE; unknown ids get 404", function()
+      local f = oa_upload_ok()
+      assert.same(f, cjson.decode(curl(oa .. "/files/" .. f.id).body))
+      local c = curl(oa .. "/files/" .. f.id .. "/content")
+      assert.equal(200, c.status)
+      assert.equal(content, c.body)
+      assert.equal(tostring(#content), c.headers["content-length"])
+      local d = curl(oa .. "/files/" .. f.id, { method = "DELETE" })
+      assert.equal(200, d.status)
+      assert_key_order(d.body, { "id", "object", "deleted" })
+      assert.same({ id = f.id, object = "file", deleted = true }, cjson.decode(d.body))
+      for _, req in ipairs({ { "GET", "" }, { "GET", "/content" }, { "DELETE", "" } }) do
+        local err = assert_error(curl(oa .. "/files/" .. f.id .. req[2], { method = req[1] }), 404)
+        assert.equal("No such File object: " .. f.id, err.message)
+        assert.equal("invalid_request_error", err.type)
+      end
+    end)
+
+    it("POST /batches answers a validating Batch object", function()
+      local f = oa_upload_ok()
+      local r = oa_create({ input_file_id = f.id, endpoint = "/v1/chat/completions", completion_window = "24h",
+                            metadata = { run = "nightly" },
+                            output_expires_after = { anchor = "created_at", seconds = 3600 } })
+      assert.equal(200, r.status, r.body)
+      assert_key_order(r.body, BATCH_KEYS)
+      local b = cjson.decode(r.body)
+      assert.same(sorted(BATCH_KEYS), keys_of(b))
+      assert.matches("^batch_%x+$", b.id)
+      assert.equal("batch", b.object)
+      assert.equal("validating", b.status)
+      assert.equal(f.id, b.input_file_id)
+      assert.equal("24h", b.completion_window)
+      assert.equal(b.created_at + 86400, b.expires_at)
+      assert.same({ total = 0, completed = 0, failed = 0 }, b.request_counts)
+      assert.same({ run = "nightly" }, b.metadata)
+      for _, k in ipairs({ "errors", "output_file_id", "error_file_id", "in_progress_at", "finalizing_at",
+                           "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at" }) do
+        assert.equal(cjson.null, b[k], k)
+      end
+      assert.same(b, cjson.decode(curl(oa .. "/batches/" .. b.id).body))
+    end)
+
+    local batch_errors = {
+      { "input_file_id is missing", { input_file_id = cjson.null }, "input_file_id" },
+      { "endpoint is missing", { endpoint = cjson.null }, "endpoint" },
+      { "completion_window is missing", { completion_window = cjson.null }, "completion_window" },
+      { "the endpoint is unknown", { endpoint = "/v1/nope" }, "endpoint" },
+      { "the window is 48h", { completion_window = "48h" }, "completion_window" },
+      { "metadata has a number", { metadata = { a = 1 } }, "metadata" },
+      { "metadata is a string", { metadata = "x" }, "metadata" },
+      { "output_expires_after is too short", { output_expires_after = { anchor = "created_at", seconds = 60 } },
+        "output_expires_after" },
+      { "the file does not exist", { input_file_id = "file-nosuchfile" }, "input_file_id" },
+    }
+    for _, case in ipairs(batch_errors) do
+      it("POST /batches answers 400 when " .. case[1], function()
+        local f = oa_upload_ok()
+        local body = { input_file_id = f.id, endpoint = "/v1/chat/completions", completion_window = "24h" }
+        for k, v in pairs(case[2]) do body[k] = v end
+        local err = assert_error(oa_create(body), 400, case[3])
+        assert.equal("invalid_request_error", err.type)
+      end)
+    end
+
+    it("POST /batches answers 400 to bad JSON, too much metadata and a file of another purpose", function()
+      assert_error(oa_create("{nope"), 400)
+      local f = oa_upload_ok()
+      local metadata = {}
+      for i = 1, 17 do metadata["k" .. i] = "v" end
+      assert_error(oa_create({ input_file_id = f.id, endpoint = "/v1/chat/completions", completion_window = "24h",
+                               metadata = metadata }), 400, "metadata")
+      local other = oa_upload_ok({ "purpose=user_data", "file=@" .. input })
+      assert_error(oa_create({ input_file_id = other.id, endpoint = "/v1/chat/completions",
+                               completion_window = "24h" }), 400, "input_file_id")
+    end)
+
+    it("GET /batches pages with limit and after, 20 by default", function()
+      local f = oa_upload_ok()
+      local ids = {}
+      for i = 1, 21 do ids[i] = oa_batch(f.id).id end
+      local first = cjson.decode(curl(oa .. "/batches").body)
+      assert.equal("list", first.object)
+      assert.equal(20, #first.data)
+      assert.equal(ids[21], first.first_id)
+      assert.equal(ids[2], first.last_id)
+      assert.is_true(first.has_more)
+      local second = cjson.decode(curl(oa .. "/batches?after=" .. first.last_id).body)
+      assert.same({ ids[1] }, { second.data[1].id })
+      assert.is_false(second.has_more)
+      assert.equal(3, #cjson.decode(curl(oa .. "/batches?limit=3").body).data)
+      assert.equal(21, #cjson.decode(curl(oa .. "/batches?limit=100").body).data)
+      for _, query in ipairs({ "?limit=101", "?limit=0", "?after=batch_nosuch" }) do
+        assert_error(curl(oa .. "/batches" .. query), 400, nil)
+      end
+    end)
+
+    it("answers unknown batches with 404", function()
+      local err = assert_error(curl(oa .. "/batches/batch_nosuch"), 404)
+      assert.equal("invalid_request_error", err.type)
+      assert_error(curl(oa .. "/batches/batch_nosuch/cancel", { method = "POST" }), 404)
+    end)
+
+    it("POST /batches/{id}/cancel makes the batch cancelling", function()
+      local b = oa_batch(oa_upload_ok().id)
+      local r = curl(oa .. "/batches/" .. b.id .. "/cancel", { method = "POST" })
+      assert.equal(200, r.status, r.body)
+      local got = cjson.decode(r.body)
+      assert.equal("cancelling", got.status)
+      assert.equal("number", type(got.cancelling_at))
+    end)
+
+    it("answers a bad key with 401 invalid_api_key", function()
+      for _, key in ipairs({ false, "sk-wrong" }) do
+        for _, req in ipairs({ { "GET", "/files" }, { "GET", "/batches" }, { "POST", "/batches" },
+                               { "GET", "/files/x/content" }, { "DELETE", "/files/x" } }) do
+          local err = assert_error(curl(oa .. req[2], { method = req[1], key = key }), 401, nil, "invalid_api_key")
+          assert.equal("invalid_request_error", err.type)
+        end
+        assert_error(oa_upload(nil, { key = key }), 401, nil, "invalid_api_key")
+      end
+    end)
+
+    it("answers unknown paths with OpenAI's Invalid URL", function()
+      local err = assert_error(curl(oa .. "/nope"), 404)
+      assert.equal("Invalid URL (GET /v1/nope)", err.message)
+      assert.equal("Invalid URL (PUT /v1/files)", assert_error(curl(oa .. "/files", { method = "PUT" }), 404).message)
+    end)
+
+    it("fault statuses default to OpenAI's bodies", function()
+      s:fault("GET", "/openai/v1/files", { { status = 429 }, { status = 500 }, { status = 401 } })
+      assert.equal("rate_limit_exceeded", assert_error(curl(oa .. "/files"), 429).code)
+      assert.equal("server_error", assert_error(curl(oa .. "/files"), 500).type)
+      assert.equal("invalid_api_key", assert_error(curl(oa .. "/files"), 401).code)
+      assert.equal(200, curl(oa .. "/files").status)
+    end)
+  end)
+
   describe("auth", function()
     local endpoints = {
       { "GET", "/files?purpose=batch" },
       { "POST", "/files" },
       { "POST", "/batches" },
+      { "GET", "/batches" },
+      { "GET", "/batches/batch_x" },
+      { "POST", "/batches/batch_x/cancel" },
+      { "GET", "/files/file-x/content" },
     }
     for _, base_name in ipairs({ "siliconflow", "siliconflow-global" }) do
       for _, ep in ipairs(endpoints) do
@@ -774,10 +1370,12 @@ describe("moonbatch-standin", function()
       assert.is_true(eventually(10, function() return (read_file(out) or ""):find("\ncontrol ") ~= nil end))
       local lines = {}
       for line in read_file(out):gmatch("[^\n]+") do lines[#lines + 1] = line end
-      assert.equal(3, #lines)
+      assert.equal(5, #lines)
       assert.matches("^siliconflow http://127%.0%.0%.1:%d+/siliconflow/v1$", lines[1])
       assert.matches("^siliconflow%-global http://127%.0%.0%.1:%d+/siliconflow%-global/v1$", lines[2])
-      assert.matches("^control http://127%.0%.0%.1:%d+/_standin$", lines[3])
+      assert.matches("^together http://127%.0%.0%.1:%d+/together/v1$", lines[3])
+      assert.matches("^openai http://127%.0%.0%.1:%d+/openai/v1$", lines[4])
+      assert.matches("^control http://127%.0%.0%.1:%d+/_standin$", lines[5])
       local run_dir = tmp .. "/" .. capture("ls -A " .. quote(tmp)):gsub("%s+$", "")
       local pids = pids_of_nginx(run_dir)
       assert.is_true(sh("kill -TERM " .. read_file(pid_file)))

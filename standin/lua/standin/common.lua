@@ -21,6 +21,13 @@ local config = {}   -- dir, key, instance: from the environment bin/moonbatch-st
 local state         -- see reset_state()
 local upload_seq = 0
 
+-- What POST /_standin/config may change (and reset restores). Batches read it when created.
+local SETTINGS_DEFAULT = {
+  step_seconds = 1,                  -- time between two states of a batch
+  siliconflow_output_urls = false,   -- SiliconFlow batches name their results by URL, not file id
+  content_404_seconds = 0,           -- results answer 404 this long after their batch ends
+}
+
 ---------------------------------------------------------------------------------------------
 -- JSON. cjson cannot keep key order or tell an empty array from an empty object, so objects
 -- get their key order from a "shape" metatable and arrays can be marked; cjson does scalars.
@@ -100,11 +107,18 @@ function M.text_reply(status, text, content_type, headers)
            headers = headers }
 end
 
-local function send_headers(reply)
+-- A stored file as the reply body: nginx sends it from disk (see serve()), so it never passes
+-- through Lua memory. text: served as text/plain (else application/octet-stream).
+function M.file_reply(record, text)
+  return { status = 200, file = record,
+           content_type = text and "text/plain" or "application/octet-stream" }
+end
+
+local function send_headers(reply, length)
   ngx.status = reply.status
   ngx.header["Content-Type"] = reply.content_type
   for name, value in pairs(reply.headers or {}) do ngx.header[name] = value end
-  ngx.header["Content-Length"] = #reply.body
+  ngx.header["Content-Length"] = length or #reply.body
 end
 
 function M.send(reply)
@@ -112,12 +126,63 @@ function M.send(reply)
   ngx.print(reply.body)
 end
 
--- Announces the whole body, sends only its first n bytes, then drops the connection.
-local function send_truncated(reply, n)
-  send_headers(reply)
+-- Sets SO_LINGER to zero on the request's socket, so closing it sends a TCP RST. There is no
+-- Lua API for that: the descriptor is read from nginx's structs (r->connection->fd, layouts
+-- unchanged since nginx 1.0) and checked against the peer's port before it is touched.
+-- Returns false when the check fails; the connection then just closes.
+local ffi_ready
+local function arm_reset()
+  local ffi = require("ffi")
+  if not ffi_ready then
+    ffi.cdef([[
+      struct standin_linger { int l_onoff; int l_linger; };
+      struct standin_sockaddr { unsigned short family; unsigned short port; unsigned char rest[124]; };
+      int setsockopt(int fd, int level, int name, const void *value, unsigned int length);
+      int getpeername(int fd, void *address, unsigned int *length);
+    ]])
+    ffi_ready = true
+  end
+  local r = require("resty.core.base").get_request()
+  if not r then return false end
+  local connection = ffi.cast("void **", ffi.cast("char *", r) + 8)[0]
+  local fd = ffi.cast("int *", ffi.cast("char *", connection) + 24)[0]
+  local peer = ffi.new("struct standin_sockaddr")
+  local length = ffi.new("unsigned int[1]", ffi.sizeof(peer))
+  if ffi.C.getpeername(fd, peer, length) ~= 0 then return false end
+  local port = bit.bor(bit.rshift(peer.port, 8), bit.lshift(bit.band(peer.port, 0xff), 8))
+  if port ~= tonumber(ngx.var.remote_port) then return false end
+  local linger = ffi.new("struct standin_linger", 1, 0)
+  return ffi.C.setsockopt(fd, 1 --[[SOL_SOCKET]], 13 --[[SO_LINGER]], linger, ffi.sizeof(linger)) == 0
+end
+
+-- Announces the whole body, sends only its first cut.bytes bytes, then drops the connection:
+-- closed (FIN) for truncate, reset (RST) for reset_after. A file body is read in chunks.
+local function send_cut(reply, cut)
+  local file, size
+  if reply.file then
+    file = io.open(reply.file.path, "rb")
+    size = file and file:seek("end") or 0
+    if file then file:seek("set", 0) end
+  end
+  send_headers(reply, size)
   ngx.send_headers()
-  ngx.print(reply.body:sub(1, n))
+  if file then
+    local left = cut.bytes
+    while left > 0 do
+      local chunk = file:read(math.min(left, CHUNK))
+      if not chunk then break end
+      ngx.print(chunk)
+      left = left - #chunk
+    end
+    file:close()
+  else
+    ngx.print(reply.body:sub(1, cut.bytes))
+  end
   ngx.flush(true)
+  if cut.reset then
+    ngx.sleep(0.02)   -- let the bytes reach the client before the reset discards what is unsent
+    arm_reset()
+  end
   return ngx.exit(444)
 end
 
@@ -146,7 +211,13 @@ local function reset_state()
     file_list = {},       -- file records in upload order
     batches = {},         -- id -> batch record
     batch_list = {},      -- batch records in creation order
+    deleted = {},         -- id -> seq of a deleted file, so a cursor naming it still works
+    results = {},         -- token -> file id: SiliconFlow's result-file URLs
+    temp_paths = {},      -- working files (batch staging) to remove on reset
+    seq = 0,              -- orders files and batches (created_at has only whole seconds)
+    settings = {},
   }
+  for k, v in pairs(SETTINGS_DEFAULT) do state.settings[k] = v end
 end
 
 -- Called by init_by_lua (in the master, before the worker forks).
@@ -175,7 +246,49 @@ end
 
 function M.reset()
   for _, file in ipairs(state.file_list) do os.remove(file.path) end
+  for path in pairs(state.temp_paths) do os.remove(path) end
   reset_state()
+end
+
+function M.settings()
+  return state.settings
+end
+
+-- Validates and applies a POST /_standin/config body. Returns the settings, or nil, error.
+function M.configure(changes)
+  if not M.is_object(changes) then return nil, "body must be an object" end
+  for k, v in pairs(changes) do
+    if SETTINGS_DEFAULT[k] == nil then return nil, "unknown setting " .. tostring(k) end
+    if type(v) ~= type(SETTINGS_DEFAULT[k]) then
+      return nil, k .. " must be a " .. type(SETTINGS_DEFAULT[k])
+    end
+  end
+  if changes.step_seconds ~= nil and not (changes.step_seconds > 0 and changes.step_seconds <= 3600) then
+    return nil, "step_seconds must be more than 0 and at most 3600"
+  end
+  if changes.content_404_seconds ~= nil
+    and not (changes.content_404_seconds >= 0 and changes.content_404_seconds <= 3600) then
+    return nil, "content_404_seconds must be 0 to 3600"
+  end
+  for k, v in pairs(changes) do state.settings[k] = v end
+  return state.settings
+end
+
+-- A path under DIR/files for a working file; reset removes it if it is still there.
+function M.temp_path(name)
+  local path = config.dir .. "/files/." .. name
+  state.temp_paths[path] = true
+  return path
+end
+
+function M.forget_temp(path)
+  os.remove(path)
+  state.temp_paths[path] = nil
+end
+
+function M.next_seq()
+  state.seq = state.seq + 1
+  return state.seq
 end
 
 function M.log()
@@ -212,6 +325,38 @@ function M.new_id(prefix, n, alphabet)
   end
 end
 
+-- A fresh version-4 UUID, after prefix.
+function M.new_uuid(prefix)
+  local hex = "0123456789abcdef"
+  while true do
+    local chars = {}
+    for i = 1, 32 do
+      local at = math.random(16)
+      chars[i] = hex:sub(at, at)
+    end
+    chars[13] = "4"
+    local variant = 8 + math.random(4)   -- 8, 9, a or b
+    chars[17] = hex:sub(variant, variant)
+    local h = table.concat(chars)
+    local id = (prefix or "") .. ("%s-%s-%s-%s-%s"):format(h:sub(1, 8), h:sub(9, 12), h:sub(13, 16),
+      h:sub(17, 20), h:sub(21, 32))
+    if not state.ids[id] then
+      state.ids[id] = true
+      return id
+    end
+  end
+end
+
+-- ISO-8601 in UTC, whole seconds: 2024-01-15T15:30:00Z.
+function M.iso_time(t)
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
+end
+
+-- The path a file with this id has (or gets) under DIR/files.
+function M.file_path(id)
+  return config.dir .. "/files/" .. id
+end
+
 -- Stores an uploaded part (from multipart.parse) under DIR/files/<id>. fields are the
 -- dialect's own extras (purpose, ...). Returns the record: id, instance, path, bytes, lines,
 -- filename, created_at and the extras.
@@ -223,9 +368,47 @@ function M.store_file(instance, id, part, fields)
   local record = { id = id, instance = instance, path = path, bytes = part.bytes, lines = part.lines,
                    filename = part.filename, created_at = ngx.time() }
   for k, v in pairs(fields or {}) do record[k] = v end
-  state.files[id] = record
+  return M.add_file(record)
+end
+
+-- Keeps the record of a file already at record.path (id, instance, path, bytes, lines,
+-- filename, created_at and a dialect's extras).
+function M.add_file(record)
+  record.seq = M.next_seq()
+  state.files[record.id] = record
   state.file_list[#state.file_list + 1] = record
   return record
+end
+
+-- Forgets a file and removes its bytes; a cursor naming it keeps its place.
+function M.delete_file(record)
+  state.files[record.id] = nil
+  for i, r in ipairs(state.file_list) do
+    if r == record then
+      table.remove(state.file_list, i)
+      break
+    end
+  end
+  state.deleted[record.id] = { instance = record.instance, seq = record.seq }
+  os.remove(record.path)
+end
+
+-- The seq of a file that was deleted from instance, for cursors.
+function M.deleted_seq(instance, id)
+  local d = state.deleted[id]
+  if d and d.instance == instance then return d.seq end
+end
+
+-- Hands out a token for a result-file URL (/_standin/results/<token>) that serves file_id.
+function M.result_token(file_id)
+  local token = M.new_id("", 32, "abcdefghijklmnopqrstuvwxyz0123456789")
+  state.results[token] = file_id
+  return token
+end
+
+function M.result_file(token)
+  local id = state.results[token]
+  return id and state.files[id]
 end
 
 -- The stored file with this id, if it belongs to instance (nil instance: any).
@@ -244,12 +427,53 @@ function M.files(instance)
   return out
 end
 
--- Keeps a batch: record = { id =, object = <the dialect's batch object>, ... }.
+-- Keeps a batch record ({ id =, ... }: see standin.lifecycle).
 function M.store_batch(instance, record)
   record.instance = instance
+  record.seq = M.next_seq()
   state.batches[record.id] = record
   state.batch_list[#state.batch_list + 1] = record
   return record
+end
+
+-- The batch with this id, if it belongs to instance.
+function M.batch(instance, id)
+  local record = state.batches[id]
+  if record and record.instance == instance then return record end
+end
+
+-- instance's batches, newest first.
+function M.batches(instance)
+  local out = {}
+  for i = #state.batch_list, 1, -1 do
+    local record = state.batch_list[i]
+    if record.instance == instance then out[#out + 1] = record end
+  end
+  return out
+end
+
+-- One page of records (ordered as given) after the one whose seq is after_seq (nil: from
+-- the start): returns the page and whether more follow.
+function M.page(records, after_seq, limit, descending)
+  local page, more = M.array(), false
+  for _, record in ipairs(records) do
+    local past = after_seq == nil
+      or (descending and record.seq < after_seq) or (not descending and record.seq > after_seq)
+    if past then
+      if #page >= limit then
+        more = true
+        break
+      end
+      page[#page + 1] = record
+    end
+  end
+  return page, more
+end
+
+-- A positive integer from a query value, or nil. Rejects "", "1.5", "-1", "abc" and tables.
+function M.query_integer(value)
+  local n = type(value) == "string" and value:match("^%d+$") and tonumber(value)
+  if n and n >= 1 then return n end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -352,7 +576,7 @@ local function pop_fault(method, path)
 end
 
 -- The reply a status fault asks for; the dialect supplies the body when the fault has none.
-local function fault_reply(dialect, f)
+local function fault_reply(dialect, f, path)
   if f.html then return html_reply(f.html) end
   local reply
   if f.body ~= nil then
@@ -360,7 +584,7 @@ local function fault_reply(dialect, f)
     reply = { status = f.status, content_type = "application/json; charset=utf-8", verbatim = true,
               body = type(f.body) == "string" and f.body or encode(f.body) }
   else
-    reply = dialect.error_reply(f.status)
+    reply = dialect.error_reply(f.status, path)
   end
   reply.content_type = f.content_type or reply.content_type
   local headers = {}
@@ -576,12 +800,16 @@ local function new_entry()
   }, LOG_ENTRY)
 end
 
--- What to do with the request: { reply = r } or { reply = r, truncate = n } or { abort = true }.
+-- What to do with the request: { reply = r, cut = nil | { bytes =, reset = } } or { abort = true }.
 local function decide(dialect, instance, prefix, entry, uploads)
   local fault = pop_fault(entry.method, entry.path)
   entry.fault = fault
   if fault and fault.delay then ngx.sleep(fault.delay) end
-  if fault and fault.reset_after then
+  local path = entry.path:sub(#prefix + 1)
+  local route, params = dialect.route(entry.method, path)
+  -- On a download, reset_after counts the bytes of the reply instead of the request's.
+  local download = route and route.download
+  if fault and fault.reset_after and not download then
     local src = body_source()
     local left = fault.reset_after
     while left > 0 do
@@ -599,28 +827,38 @@ local function decide(dialect, instance, prefix, entry, uploads)
     ngx.sleep(fault.hang)
     return { abort = true }
   end
-  local route = dialect.route(entry.method, entry.path:sub(#prefix + 1))
   if fault and (fault.status or fault.html) then
     -- Read the body anyway, so the log shows what each failed attempt carried.
     if route and route.body then read_body(route.body, entry, uploads) end
-    return { reply = fault_reply(dialect, fault) }
+    return { reply = fault_reply(dialect, fault, path) }
   end
+  if dialect.prepare then dialect.prepare(instance) end
   local reply
   if not route then
-    reply = dialect.not_found()
-  elseif entry.auth ~= "ok" then
-    reply = dialect.unauthorized()   -- nginx discards the unread body
+    reply = dialect.not_found(path, entry.method)
+  elseif entry.auth ~= "ok" and not route.public then
+    reply = dialect.unauthorized(path, entry.auth)   -- nginx discards the unread body
   else
     local body = route.body and read_body(route.body, entry, uploads)
-    reply = route.handle({ instance = instance, entry = entry, query = entry.query, body = body })
+    reply = route.handle({ instance = instance, entry = entry, query = entry.query, body = body,
+                           params = params or {} })
   end
-  return { reply = reply, truncate = fault and fault.truncate }
+  local cut
+  if fault and fault.truncate then
+    cut = { bytes = fault.truncate }
+  elseif fault and fault.reset_after then
+    cut = { bytes = fault.reset_after, reset = true }
+  end
+  return { reply = reply, cut = cut }
 end
 
--- Serves one provider request: dialect supplies route(method, path), not_found(),
--- unauthorized() and error_reply(status); instance names its store ("siliconflow", ...);
--- prefix is the base path ("/siliconflow/v1").
+-- Serves one provider request. dialect supplies route(method, path) -> route, params (see
+-- M.router), not_found(path, method), unauthorized(path, auth) and error_reply(status, path),
+-- paths relative to prefix, and may supply prepare(instance), called before a route is
+-- handled. instance names its store ("siliconflow", ...); prefix is the base path
+-- ("/siliconflow/v1").
 function M.serve(dialect, instance, prefix)
+  ngx.update_time()
   local entry = new_entry()
   state.log[#state.log + 1] = entry   -- logged first, so even an aborted request shows up
   local uploads = {}
@@ -632,11 +870,42 @@ function M.serve(dialect, instance, prefix)
   end
   if action.abort then return ngx.exit(444) end
   local reply = action.reply
-  -- Replies echo what clients sent (file names, metadata, ids); the key stays out even so.
-  if not reply.verbatim then reply.body = M.redact(reply.body) end
   entry.status = reply.status
-  if action.truncate then return send_truncated(reply, action.truncate) end
+  -- Replies echo what clients sent (file names, metadata, ids); the key stays out even so.
+  if reply.body and not reply.verbatim then reply.body = M.redact(reply.body) end
+  if action.cut then return send_cut(reply, action.cut) end
+  if reply.file then
+    -- nginx sends the bytes itself, with Content-Length and ranges (see nginx.conf.in).
+    local location = reply.content_type == "text/plain" and "/_standin_stored_text/" or "/_standin_stored/"
+    return ngx.exec(location .. reply.file.id)
+  end
   M.send(reply)
+end
+
+-- A router over "METHOD /path/{name}/..." keys: returns route(method, path) -> route, params.
+function M.router(routes)
+  local compiled = {}
+  for key, route in pairs(routes) do
+    local method, template = key:match("^(%u+) (.*)$")
+    local names = {}
+    local pattern = template:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"):gsub("{(%w+)}", function(name)
+      names[#names + 1] = name
+      return "([^/]+)"
+    end)
+    compiled[#compiled + 1] = { method = method, pattern = "^" .. pattern .. "$", names = names, route = route }
+  end
+  return function(method, path)
+    for _, c in ipairs(compiled) do
+      if c.method == method then
+        local captures = { path:match(c.pattern) }
+        if captures[1] then
+          local params = {}
+          for i, name in ipairs(c.names) do params[name] = captures[i] end
+          return c.route, params
+        end
+      end
+    end
+  end
 end
 
 -- For the control API: its JSON body, or nil, error.

@@ -1,4 +1,5 @@
--- The control API under /_standin (no auth): reset, fault queues, the request log, stored files, health.
+-- The control API under /_standin (no auth): reset, fault queues, the request log, stored files,
+-- settings (POST/GET /config), health. /_standin/results/ is not here: see standin.results.
 local common = require("standin.common")
 
 local M = {}
@@ -22,6 +23,14 @@ local function push_faults()
   return ok({ queued = queued })
 end
 
+local function configure()
+  local changes, err = common.read_json_body()
+  if changes == nil then return failed(400, err) end
+  local settings, config_err = common.configure(changes)
+  if not settings then return failed(400, config_err) end
+  return ok({ config = settings })
+end
+
 local function log()
   local reply = common.json_reply(200, common.log())
   reply.body = common.redact(reply.body)
@@ -36,6 +45,10 @@ function M.serve()
     reply = ok()
   elseif method == "POST" and action == "/faults" then
     reply = push_faults()
+  elseif method == "POST" and action == "/config" then
+    reply = configure()
+  elseif method == "GET" and action == "/config" then
+    reply = ok({ config = common.settings() })
   elseif method == "GET" and action == "/log" then
     reply = log()
   elseif method == "GET" and action:match("^/files/") then

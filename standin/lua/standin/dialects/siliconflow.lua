@@ -1,9 +1,12 @@
--- The SiliconFlow dialect: POST/GET /files and POST /batches as SiliconFlow answers them, errors included.
+-- The SiliconFlow dialect: files, batches and their results as SiliconFlow answers them, errors included.
 --
--- Wire shapes follow the seeds (shared/seeds/000-003): the file endpoints wrap their data in
--- an envelope, the upload says createdAt while the list says created_at, batches are plain
--- objects, 400 is {code = 20012, message, data = null}, 401 a bare JSON string, 404 Go's text.
+-- Wire shapes follow the seeds (shared/seeds/000-003) and the reference's SiliconFlow section:
+-- the file endpoints wrap their data in an envelope, the upload says createdAt while the list
+-- says created_at, batches are plain objects (listed OpenAI-style, each with file_name), 400 is
+-- {code = 20012, message, data = null}, 401 a bare JSON string, 404 Go's text.
+-- Results: GET /files/{id}/content, or the result-file URLs of siliconflow_output_urls.
 local common = require("standin.common")
+local lifecycle = require("standin.lifecycle")
 
 local M = {}
 
@@ -18,6 +21,14 @@ local BATCH = common.shape({
   "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at", "request_counts",
   "metadata",
 })
+local LISTED_BATCH = common.shape({
+  "id", "object", "endpoint", "errors", "input_file_id", "completion_window", "status",
+  "output_file_id", "error_file_id", "created_at", "in_progress_at", "expires_at", "finalizing_at",
+  "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at", "request_counts",
+  "metadata", "file_name",
+})
+local BATCH_LIST = common.shape({ "object", "data", "first_id", "last_id", "has_more" })
+local COUNTS = common.shape({ "total", "completed", "failed" })
 
 local ENDPOINT = "/v1/chat/completions"
 local MIN_WINDOW_HOURS, MAX_WINDOW_HOURS = 24, 336
@@ -103,37 +114,134 @@ local function batch_error(instance, b)
   end
 end
 
+local STATUS = {
+  queued = "in_queue", in_progress = "in_progress", finalizing = "finalizing", completed = "completed",
+  failed = "failed", expired = "expired", cancelling = "cancelling", cancelled = "cancelled",
+}
+local TIMES = {
+  in_progress = "in_progress_at", finalizing = "finalizing_at", completed = "completed_at",
+  failed = "failed_at", expired = "expired_at", cancelling = "cancelling_at", cancelled = "cancelled_at",
+}
+
+-- A result file's name in the batch object: its id, or its URL when the batch was created
+-- with siliconflow_output_urls.
+local function result_name(record)
+  if record then return record.url or record.id end
+end
+
+-- The batch object as SiliconFlow shows it now (before in_progress, as the create reply).
+local function render(b, shape)
+  local v = lifecycle.view(b)
+  local batch = setmetatable({
+    id = b.id, object = "batch", endpoint = b.endpoint, input_file_id = b.input.id,
+    completion_window = b.completion_window, status = STATUS[v.status],
+    output_file_id = result_name(v.output_file), error_file_id = result_name(v.error_file),
+    created_at = math.floor(b.created), expires_at = b.expires_at, metadata = b.metadata,
+  }, shape or BATCH)
+  for state, key in pairs(TIMES) do
+    if v.times[state] then batch[key] = math.floor(v.times[state]) end
+  end
+  if v.status ~= "queued" and v.status ~= "failed" then
+    batch.request_counts = setmetatable({ total = v.total, completed = v.completed, failed = v.failed },
+      COUNTS)
+  end
+  if v.problems then
+    local errors = common.array()
+    for i, p in ipairs(v.problems) do errors[i] = p.message end
+    batch.errors = errors
+  end
+  if shape == LISTED_BATCH then batch.file_name = b.input.filename end
+  return batch
+end
+
 local function create_batch(req)
   if req.body.error then return bad_request(req.body.error) end
   local b = req.body.value
   local problem = batch_error(req.instance, b)
   if problem then return bad_request(problem) end
-  local now = ngx.time()
   local hours = tonumber(b.completion_window:match("^(%d+)h$"))
-  -- Absent keys encode as null: errors, output/error file ids, every other *_at, request_counts.
-  local batch = setmetatable({
-    id = common.new_id("batch_", 10), object = "batch", endpoint = b.endpoint,
-    input_file_id = b.input_file_id, completion_window = b.completion_window, status = "in_queue",
-    created_at = now, expires_at = now + hours * 3600,
-    metadata = not absent(b.metadata) and b.metadata or nil,
-  }, BATCH)
-  common.store_batch(req.instance, {
-    id = batch.id, object = batch, replace = not absent(b.replace) and b.replace or nil,
+  local metadata = not absent(b.metadata) and b.metadata or nil
+  local expire = metadata ~= nil and (metadata.standin_expire == "true" or metadata.standin_expire == true)
+  local instance = req.instance
+  local batch = lifecycle.create(instance, {
+    id = common.new_id("batch_", 10), input = common.file(instance, b.input_file_id),
+    endpoint = b.endpoint, completion_window = b.completion_window, metadata = metadata,
+    has_finalizing = true, expire = expire,
+    model_override = not absent(b.replace) and b.replace.model or nil,
+    new_file_id = function() return common.new_id("file-", 10) end,
+    file_fields = function(kind, batch)
+      return { purpose = "batch_output", filename = batch.id .. "_" .. kind .. ".jsonl" }
+    end,
   })
-  return common.json_reply(200, batch)
+  -- Absent keys encode as null: errors, output/error file ids, every other *_at, request_counts.
+  local now = math.floor(batch.created)
+  batch.expires_at = now + hours * 3600
+  if expire then batch.expires_at = math.floor(batch.plan[#batch.plan][2]) end
+  return common.json_reply(200, render(batch))
 end
 
-local ROUTES = {
+local function get_batch(req)
+  local b = common.batch(req.instance, req.params.id)
+  if not b then return M.not_found() end
+  return common.json_reply(200, render(b))
+end
+
+local function list_batches(req)
+  local limit, after = req.query.limit, req.query.after
+  if limit ~= nil then
+    limit = common.query_integer(limit)
+    if not limit then return bad_request("limit must be an integer >= 1") end
+  end
+  local after_seq
+  if after ~= nil then
+    local cursor = type(after) == "string" and common.batch(req.instance, after)
+    if not cursor then return bad_request("after must be the id of a batch") end
+    after_seq = cursor.seq
+  end
+  local page, more = common.page(common.batches(req.instance), after_seq, limit or math.huge, true)
+  local data = common.array()
+  for i, b in ipairs(page) do data[i] = render(b, LISTED_BATCH) end
+  return common.json_reply(200, setmetatable({
+    object = "list", data = data, first_id = page[1] and page[1].id, last_id = page[#page] and page[#page].id,
+    has_more = more,
+  }, BATCH_LIST))
+end
+
+local function cancel_batch(req)
+  local b = common.batch(req.instance, req.params.id)
+  if not b then return M.not_found() end
+  local ok, v = lifecycle.cancel(b)
+  if not ok then
+    return bad_request(("batch %s cannot be cancelled: it is %s"):format(b.id, STATUS[v.status]))
+  end
+  return common.json_reply(200, render(b))
+end
+
+-- The bytes of a file: SiliconFlow documents no download, so this is what clients probe.
+local function file_content(req)
+  local record = common.file(req.instance, req.params.id)
+  if not record or not lifecycle.available(record) then return M.not_found() end
+  return common.file_reply(record)
+end
+
+local route = common.router({
   ["POST /files"] = { body = "multipart", handle = upload },
   ["GET /files"] = { handle = list_files },
+  ["GET /files/{id}/content"] = { handle = file_content, download = true },
   ["POST /batches"] = { body = "json", handle = create_batch },
-}
+  ["GET /batches"] = { handle = list_batches },
+  ["GET /batches/{id}"] = { handle = get_batch },
+  ["POST /batches/{id}/cancel"] = { handle = cancel_batch },
+})
 
 ---------------------------------------------------------------------------------------------
 -- What common.serve() asks of a dialect.
 
-function M.route(method, path)
-  return ROUTES[method .. " " .. path]
+M.route = route
+
+-- Batches move on by themselves; their result files appear when they end.
+function M.prepare(instance)
+  lifecycle.advance(instance)
 end
 
 -- Go's router answers unknown paths and methods this way.
