@@ -25,7 +25,7 @@ build = {
   modules = {
     ["moonbatch.core"] = {
       sources = { "csrc/buffer.c", "csrc/core.c", "csrc/ops.c", "csrc/options.c",
-                  "csrc/reply.c", "csrc/session.c", "csrc/transfer.c" },
+                  "csrc/reply.c", "csrc/session.c", "csrc/transfer.c", "csrc/validate.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },
@@ -33,12 +33,20 @@ build = {
     },
     ["moonbatch"] = "lua/moonbatch/init.lua",
     ["moonbatch.args"] = "lua/moonbatch/args.lua",
+    ["moonbatch.cli"] = "lua/moonbatch/cli.lua",
     ["moonbatch.client"] = "lua/moonbatch/client.lua",
     ["moonbatch.errors"] = "lua/moonbatch/errors.lua",
     ["moonbatch.objects"] = "lua/moonbatch/objects.lua",
+    ["moonbatch.progress"] = "lua/moonbatch/progress.lua",
+    ["moonbatch.provider"] = "lua/moonbatch/provider.lua",
     ["moonbatch.retry"] = "lua/moonbatch/retry.lua",
+    ["moonbatch.validate"] = "lua/moonbatch/validate.lua",
+    ["moonbatch.providers.openai"] = "lua/moonbatch/providers/openai.lua",
     ["moonbatch.providers.siliconflow"] = "lua/moonbatch/providers/siliconflow.lua",
     ["moonbatch.providers.siliconflow-global"] = "lua/moonbatch/providers/siliconflow-global.lua",
-    ["moonbatch.providers.openai"] = "lua/moonbatch/providers/openai.lua",
+    ["moonbatch.providers.together"] = "lua/moonbatch/providers/together.lua",
+  },
+  install = {
+    bin = { moonbatch = "bin/moonbatch" },
   },
 }

@@ -13,6 +13,7 @@
 #include "ops.h"
 #include "session.h"
 #include "transfer.h"
+#include "validate.h"
 
 #define NUPVALUES 3 /* decode, encode, default session */
 
@@ -79,6 +80,7 @@ static const luaL_Reg plain_functions[] = {
     {"now", core_now},
     {"time", core_time},
     {"sleep", core_sleep},
+    {"validate", validate_file},
     {NULL, NULL}};
 
 static const luaL_Reg files_functions[] = {

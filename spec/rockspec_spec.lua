@@ -35,3 +35,39 @@ describe("the rock", function()
     assert.equal(tree .. "/share/lua/" .. version .. "/moonbatch/init.lua", lua)
   end)
 end)
+
+describe("the rockspec", function()
+  local function read(path)
+    local f = assert(io.open(path, "rb"))
+    local s = f:read("*a")
+    f:close()
+    return s
+  end
+
+  local function lines_of(cmd)
+    local p = io.popen(cmd)
+    local out = {}
+    for l in p:lines() do out[#out + 1] = l end
+    p:close()
+    return out
+  end
+
+  local rockspec = read("moonbatch-scm-1.rockspec")
+
+  it("lists every Lua module of lua/moonbatch", function()
+    for _, path in ipairs(lines_of("find lua/moonbatch -name '*.lua' | sort")) do
+      local name = path:gsub("^lua/", ""):gsub("/init%.lua$", ""):gsub("%.lua$", ""):gsub("/", ".")
+      assert.truthy(rockspec:find(('["%s"] = "%s"'):format(name, path), 1, true), path .. " is not in the rockspec")
+    end
+  end)
+
+  it("compiles every C source of csrc", function()
+    for _, path in ipairs(lines_of("ls csrc/*.c")) do
+      assert.truthy(rockspec:find('"' .. path .. '"', 1, true), path .. " is not in the rockspec")
+    end
+  end)
+
+  it("installs the command line", function()
+    assert.truthy(rockspec:find('bin = { moonbatch = "bin/moonbatch" }', 1, true))
+  end)
+end)

@@ -5,6 +5,7 @@ local args = require("moonbatch.args")
 local errors = require("moonbatch.errors")
 local objects = require("moonbatch.objects")
 local retry = require("moonbatch.retry")
+local validate = require("moonbatch.validate")
 
 local client = {}
 
@@ -19,6 +20,15 @@ local option_types = {
   -- seams for tests and schedulers: the clock and sleep the retries use, and their jitter
   clock = "function", sleep = "function", random = "function",
 }
+
+--- The provider table of `name`; raises (at the caller's caller) for an unknown one.
+function client.provider(name, who)
+  if not known_provider[name] then
+    error(("%s: unknown provider '%s' (known: %s)")
+      :format(who, tostring(name), table.concat(client.providers, ", ")), 3)
+  end
+  return require("moonbatch.providers." .. name)
+end
 
 local function nonempty(s)
   if s ~= nil and s ~= "" then return s end
@@ -162,11 +172,22 @@ local function escape_id(who, id)
 end
 
 local upload_spec = { file = "string", purpose = "string", filename = "string",
-                      on_progress = "function" }
+                      on_progress = "function", validate = "boolean", endpoint = "string",
+                      replace_model = "string" }
 
 local function files_upload(self, opts)
   args.check("files.upload", opts, upload_spec, { "file" })
   local p = self.provider
+  if opts.validate ~= false then
+    -- a bad line found here costs nothing; found by the provider, it costs an upload and a batch
+    local report, msg, info = validate(opts.file, { endpoint = opts.endpoint,
+      replace_model = opts.replace_model }, p, { provider = p.name, method = "POST",
+      path = p.upload_path, url = self.base_url .. p.upload_path, secret = self.api_key })
+    if not report then
+      info.attempts = 0
+      return nil, msg, info
+    end
+  end
   local fields, refused = p.upload_fields(opts)
   if refused then
     local ctx = { provider = p.name, method = "POST", path = p.upload_path,
@@ -436,16 +457,12 @@ function client.new(opts)
   args.check("moonbatch.new", opts, option_types)
   opts = opts or {}
   local name = opts.provider or "siliconflow"
-  if not known_provider[name] then
-    error(("moonbatch.new: unknown provider '%s' (known: %s)")
-      :format(name, table.concat(client.providers, ", ")), 2)
-  end
+  local p = client.provider(name, "moonbatch.new")
   for _, n in ipairs({ "timeout", "connect_timeout", "deadline", "max_retries" }) do
     if opts[n] and opts[n] < 0 then
       error(("moonbatch.new: bad option '%s' (a number >= 0 expected)"):format(n), 2)
     end
   end
-  local p = require("moonbatch.providers." .. name)
   local base_url = opts.base_url or env("MOONBATCH_BASE_URL") or p.base_url
   local self = {
     provider = p,

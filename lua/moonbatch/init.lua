@@ -14,4 +14,9 @@ function moonbatch.new(opts)
   return client.new(opts)
 end
 
+--- Check a batch input file before upload: see moonbatch.validate.
+function moonbatch.validate(path, opts)
+  return require("moonbatch.validate")(path, opts)
+end
+
 return moonbatch

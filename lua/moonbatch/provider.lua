@@ -17,6 +17,7 @@ local base = {
   batches_path = "/batches",
   files_cursor = true,
   batches_cursor = true,
+  require_method_url = true, -- input lines carry method and url (Together's and SiliconFlow's may not)
 }
 
 local function decode_error(what)

@@ -3,9 +3,19 @@
 -- OpenAI's dialect is the default every provider starts from (moonbatch.provider).
 local provider = require("moonbatch.provider")
 
-return provider.define({
+local P = provider.define({
   name = "openai",
   base_url = "https://api.openai.com/v1",
   key_env = "OPENAI_API_KEY",
   limits = { lines = 50000, bytes = 200 * 1000 * 1000 },
 })
+
+-- replace.model is SiliconFlow's: OpenAI takes each line's model and would refuse the field
+function P.create_options(opts)
+  if opts.replace ~= nil then
+    error("batches.create: option 'replace' is not supported by openai", 4)
+  end
+  return provider.base.create_options(opts)
+end
+
+return P

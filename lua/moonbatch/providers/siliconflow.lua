@@ -8,6 +8,7 @@ local provider = require("moonbatch.provider")
 local P = provider.define({
   name = "siliconflow",
   base_url = "https://api.siliconflow.cn/v1",
+  require_method_url = false,
   key_env = "SILICONFLOW_API_KEY",
   files_cursor = false, -- GET /files has only purpose and limit: one page
   -- result files may answer 404 for a short while after the batch completed (§1.8): downloads

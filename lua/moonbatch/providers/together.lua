@@ -8,6 +8,7 @@ local provider = require("moonbatch.provider")
 local P = provider.define({
   name = "together",
   base_url = "https://api.together.ai/v1",
+  require_method_url = false,
   key_env = "TOGETHER_API_KEY",
   batch_purpose = "batch-api",
   upload_path = "/files/upload",

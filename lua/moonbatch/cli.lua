@@ -1,0 +1,1297 @@
+-- moonbatch.cli: the `moonbatch` command line (CONTRACT §7). main(argv) parses the words, drives
+-- the client and returns the exit status: 0 done, 1 failed (the reason on standard error),
+-- 2 a usage error, 130 interrupted. Results go to standard output (JSON with --json, short
+-- `key: value` lines otherwise); steps and progress go to standard error.
+local progress = require("moonbatch.progress")
+
+local cli = {}
+
+local EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+local PROBLEMS_SHOWN = 20
+
+-- a failure that ends the command: `code` is the exit status, `msg` goes to standard error
+local Failure = {}
+Failure.__index = Failure
+Failure.__tostring = function(f) return f.msg or "moonbatch: failed" end
+
+local function fail(msg, code, extra)
+  local f = setmetatable({ msg = msg, code = code or EXIT_FAILED }, Failure)
+  for k, v in pairs(extra or {}) do f[k] = v end
+  error(f, 0)
+end
+
+local function usage_error(msg, command)
+  local see = command and ("moonbatch " .. command .. " --help") or "moonbatch --help"
+  fail(("moonbatch%s: %s (see %s)"):format(command and (" " .. command) or "", msg, see), EXIT_USAGE)
+end
+
+-------------------------------------------------------------------------------- shell helpers
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function succeeded(a, _, code)
+  if type(a) == "number" then return a == 0 end -- Lua 5.1 and LuaJIT without 5.2 compat
+  return a == true and (code == nil or code == 0)
+end
+
+local function capture(command)
+  local p = io.popen(command, "r")
+  if not p then return nil end
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+local function file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local size = f:seek("end")
+  f:close()
+  return size
+end
+
+local function count_lines(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local n, last = 0, nil
+  while true do
+    local block = f:read(65536)
+    if not block then break end
+    local _, k = block:gsub("\n", "")
+    n, last = n + k, block
+  end
+  f:close()
+  if last and last:sub(-1) ~= "\n" then n = n + 1 end -- a last line without its newline
+  return n
+end
+
+local function basename(path)
+  return path:match("([^/]*)/*$")
+end
+
+local function dirname(path)
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir == nil then return "." end
+  return dir == "" and "/" or dir
+end
+
+--- RESULTS with ".errors" before its extension: out.jsonl -> out.errors.jsonl, out -> out.errors.
+function cli.errors_path(results)
+  local dir, name = results:match("^(.-)([^/]*)$")
+  local stem, ext = name:match("^(.+)(%.[^.]+)$")
+  if stem then return dir .. stem .. ".errors" .. ext end
+  return results .. ".errors"
+end
+
+-- the `.part` files the client may leave beside `target` (a download cut short by Ctrl-C)
+local function part_files(target)
+  local out = capture(("for f in %s.moonbatch-*.part; do [ -e \"$f\" ] && printf '%%s\\n' \"$f\"; done 2>/dev/null")
+    :format(quote(target)))
+  local found = {}
+  for line in (out or ""):gmatch("[^\n]+") do found[line] = true end
+  return found
+end
+
+-------------------------------------------------------------------------------- JSON output
+
+-- keys whose empty table is a list
+local LIST_KEYS = { data = true, errors = true, problems = true }
+
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    local named = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
+                    ["\b"] = "\\b", ["\f"] = "\\f" }
+    return named[c] or ("\\u%04x"):format(c:byte())
+  end) .. '"'
+end
+
+local function is_list(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  for i = 1, n do
+    if t[i] == nil then return false end
+  end
+  return n > 0
+end
+
+--- JSON text for a canonical object: keys sorted, `raw` left out, absent fields absent.
+function cli.json(value, key)
+  local t = type(value)
+  if t == "string" then
+    return json_string(value)
+  elseif t == "number" then
+    if value ~= value or value == math.huge or value == -math.huge then return "null" end
+    if value == math.floor(value) and math.abs(value) < 2^53 then return ("%d"):format(value) end
+    return ("%.17g"):format(value)
+  elseif t == "boolean" then
+    return tostring(value)
+  elseif t == "table" then
+    if next(value) == nil then return LIST_KEYS[key] and "[]" or "{}" end
+    local parts = {}
+    if is_list(value) then
+      for i = 1, #value do parts[i] = cli.json(value[i], key) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k, v in pairs(value) do
+      if k ~= "raw" and type(v) ~= "function" and type(v) ~= "userdata" then keys[#keys + 1] = tostring(k) end
+    end
+    table.sort(keys)
+    for i, k in ipairs(keys) do
+      local v = value[k]
+      if v == nil then v = value[tonumber(k)] end
+      parts[i] = json_string(k) .. ":" .. cli.json(v, k)
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  return "null"
+end
+
+-------------------------------------------------------------------------------- human output
+
+local function time_text(t)
+  if type(t) ~= "number" then return tostring(t) end
+  return os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(t))
+end
+
+local function counts_text(rc)
+  return ("%d total, %d completed, %d failed"):format(rc.total or 0, rc.completed or 0, rc.failed or 0)
+end
+
+local function error_text(e)
+  local parts = {}
+  if e.code then parts[#parts + 1] = "[" .. tostring(e.code) .. "]" end
+  parts[#parts + 1] = e.message or "(no message)"
+  if e.line then parts[#parts + 1] = "(line " .. tostring(e.line) .. ")" end
+  if e.param then parts[#parts + 1] = "(param " .. tostring(e.param) .. ")" end
+  return table.concat(parts, " ")
+end
+
+local function percent_text(p)
+  return ("%g%%"):format(math.floor(p * 10 + 0.5) / 10)
+end
+
+local FILE_FIELDS = { "id", "filename", "bytes", "purpose", "created_at", "line_count", "status",
+                      "file_type", "processed" }
+local BATCH_FIELDS = { "id", "status", "endpoint", "input_file_id", "output_file_id", "error_file_id",
+                       "completion_window", "model", "progress", "request_counts", "created_at",
+                       "in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
+                       "cancelling_at", "cancelled_at", "expires_at", "metadata", "errors", "warning" }
+
+local function field_lines(obj, fields)
+  local lines = {}
+  local function add(k, v) lines[#lines + 1] = k .. ": " .. v end
+  for _, name in ipairs(fields) do
+    local v = obj[name]
+    if v == nil then -- luacheck: ignore 542 (absent: nothing to say)
+    elseif name == "bytes" then
+      add(name, ("%d (%s)"):format(v, progress.bytes(v)))
+    elseif name:match("_at$") then
+      add(name, time_text(v))
+    elseif name == "request_counts" then
+      add("requests", counts_text(v))
+    elseif name == "progress" and type(v) == "number" then
+      add(name, percent_text(v))
+    elseif name == "metadata" and type(v) == "table" then
+      local keys = {}
+      for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+      for _, k in ipairs(keys) do add("metadata." .. k, tostring(v[k])) end
+    elseif name == "errors" and type(v) == "table" then
+      for _, e in ipairs(v) do add("error", error_text(e)) end
+    elseif type(v) ~= "table" then
+      add(name, tostring(v))
+    end
+  end
+  return lines
+end
+
+-- columns of `rows` (lists of strings) padded to their widest cell, the last column unpadded
+local function table_lines(header, rows)
+  local all = { header }
+  for _, row in ipairs(rows) do all[#all + 1] = row end
+  local widths = {}
+  for _, row in ipairs(all) do
+    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #cell) end
+  end
+  local lines = {}
+  for _, row in ipairs(all) do
+    local cells = {}
+    for i, cell in ipairs(row) do
+      cells[i] = i < #row and cell .. (" "):rep(widths[i] - #cell) or cell
+    end
+    lines[#lines + 1] = table.concat(cells, "  ")
+  end
+  return lines
+end
+
+local function short_time(t)
+  return type(t) == "number" and os.date("!%Y-%m-%d %H:%M", math.floor(t)) or "-"
+end
+
+local function batch_counts(b)
+  local rc = b.request_counts
+  if rc and rc.total and rc.total > 0 then
+    local s = ("%d/%d"):format(rc.completed or 0, rc.total)
+    if (rc.failed or 0) > 0 then s = s .. (", %d failed"):format(rc.failed) end
+    return s
+  elseif type(b.progress) == "number" then
+    return percent_text(b.progress)
+  end
+end
+
+-------------------------------------------------------------------------------- commands
+
+local COMMON = { "provider", "base-url", "key-file", "json", "quiet", "help" }
+
+-- every flag: value names the argument it takes (none for a switch)
+local FLAGS = {
+  provider = { value = "NAME" },
+  ["base-url"] = { value = "URL" },
+  ["key-file"] = { value = "PATH" },
+  json = {},
+  quiet = { short = "q" },
+  help = { short = "h" },
+  version = {},
+  endpoint = { value = "PATH" },
+  ["completion-window"] = { value = "WINDOW" },
+  model = { value = "MODEL" },
+  purpose = { value = "PURPOSE" },
+  filename = { value = "NAME" },
+  metadata = { value = "KEY=VALUE", many = true },
+  limit = { value = "N", integer = true },
+  all = {},
+  interval = { value = "SECONDS", number = true },
+  timeout = { value = "SECONDS", number = true },
+  ["no-validate"] = {},
+  output = { short = "o", value = "PATH" },
+  errors = { value = "PATH" },
+}
+local SHORT = {}
+for name, flag in pairs(FLAGS) do
+  if flag.short then SHORT[flag.short] = name end
+end
+
+local COMMON_HELP = [[
+common options:
+  --provider NAME   siliconflow (default, or $MOONBATCH_PROVIDER), siliconflow-global,
+                    together, openai
+  --base-url URL    the API's base URL (default: $MOONBATCH_BASE_URL, then the provider's)
+  --key-file PATH   read the API key from the first line of PATH (keep it chmod 600)
+  --json            print the result as JSON on standard output, and nothing else there
+  -q, --quiet       no steps or progress on standard error
+  -h, --help        this help
+]]
+
+local KEY_HELP = [[
+The API key comes from the provider's variable (SILICONFLOW_API_KEY, TOGETHER_API_KEY,
+OPENAI_API_KEY), then MOONBATCH_API_KEY, or from --key-file; never from an argument.
+]]
+
+local commands = {}
+local order = { "run", "validate", "upload", "files", "batches", "create", "status", "wait",
+                "cancel", "download", "delete" }
+
+commands.validate = {
+  args = { "FILE" },
+  summary = "check a batch input file without sending it",
+  flags = { "provider", "json", "quiet", "help", "endpoint", "model" },
+  help = [[
+Checks every line of FILE against the provider's rules (JSON, custom_id unique, method and url,
+a model, the size and line limits) and says what is wrong, line by line. Sends nothing.
+
+options:
+  --provider NAME   whose rules (default: siliconflow)
+  --endpoint PATH   the batch's endpoint (default: /v1/chat/completions)
+  --model MODEL     the model that will replace each line's (create --model)
+  --json            the report as JSON: {ok, file, lines, bytes, models[, problems]}
+]],
+}
+
+commands.upload = {
+  args = { "FILE" },
+  summary = "upload a batch input file",
+  flags = { "purpose", "filename", "no-validate", "endpoint", "model" },
+  help = [[
+Validates FILE (unless --no-validate), uploads it, and prints the File.
+
+options:
+  --purpose PURPOSE  the file's purpose (default: the provider's batch purpose)
+  --filename NAME    the name to give the file (default: FILE's own)
+  --no-validate      upload without checking the lines first
+  --endpoint PATH    the endpoint the lines are checked for (default: /v1/chat/completions)
+  --model MODEL      check lines as if create --model MODEL will replace their model
+]],
+}
+
+commands.files = {
+  args = {},
+  summary = "list uploaded files",
+  flags = { "purpose", "limit", "all" },
+  help = [[
+Lists files: one page (--limit, default 10) or, with --all, every page.
+
+options:
+  --purpose PURPOSE  only files of this purpose (default: the provider's batch purpose)
+  --limit N          files per page (default: 10)
+  --all              follow every page
+]],
+}
+
+commands.batches = {
+  args = {},
+  summary = "list batches",
+  flags = { "limit", "all" },
+  help = [[
+Lists batches: one page or, with --all, every page.
+
+options:
+  --limit N   batches per page (where the provider pages them)
+  --all       follow every page
+]],
+}
+
+commands.create = {
+  args = { "FILE_ID" },
+  summary = "create a batch from an uploaded file",
+  flags = { "endpoint", "completion-window", "model", "metadata" },
+  help = [[
+Creates a batch from the uploaded file FILE_ID and prints the Batch.
+
+options:
+  --endpoint PATH           the endpoint of every request (default: /v1/chat/completions)
+  --completion-window W     how long the provider may take (default: 24h)
+  --model MODEL             replace every line's model with MODEL
+  --metadata KEY=VALUE      a metadata entry (repeatable; not on together)
+]],
+}
+
+commands.status = {
+  args = { "BATCH_ID" },
+  summary = "show a batch",
+  flags = {},
+  help = "Prints the Batch BATCH_ID: its status, request counts, files and times.\n",
+}
+
+commands.wait = {
+  args = { "BATCH_ID" },
+  summary = "wait until a batch is done",
+  flags = { "interval", "timeout" },
+  help = [[
+Polls the batch until it is completed, failed, expired or cancelled, showing its status and
+request counts, then prints the Batch. Exits 0 when it completed, 1 otherwise.
+
+options:
+  --interval SECONDS  poll every SECONDS (default: 2, growing to 30)
+  --timeout SECONDS   give up after SECONDS (default: wait as long as it takes)
+]],
+}
+
+commands.cancel = {
+  args = { "BATCH_ID" },
+  summary = "cancel a batch",
+  flags = {},
+  help = "Asks the provider to cancel the batch BATCH_ID and prints the Batch.\n",
+}
+
+commands.download = {
+  args = { "FILE_ID", "PATH" },
+  summary = "download a file (a batch's results)",
+  flags = {},
+  help = [[
+Downloads FILE_ID (a batch's output_file_id or error_file_id) to PATH. The bytes go to a
+temporary file beside PATH, renamed into place only once complete.
+]],
+}
+
+commands.delete = {
+  args = { "FILE_ID" },
+  summary = "delete an uploaded file",
+  flags = {},
+  help = "Deletes the file FILE_ID.\n",
+}
+
+commands.run = {
+  args = { "FILE" },
+  summary = "validate, upload, create a batch, wait, download its results",
+  flags = { "output", "errors", "endpoint", "completion-window", "model", "metadata", "purpose",
+            "interval", "timeout", "no-validate" },
+  required = { "output" }, required_value = "RESULTS",
+  usage = "moonbatch run FILE -o RESULTS [options]",
+  help = [[
+The whole job: validates FILE, uploads it, creates a batch, waits for it, downloads its output
+file to RESULTS and its error file (when the batch has one) to the errors path, then reports
+the counts. Each file is written completely or not at all. Exits 0 when the batch completed
+(even if some requests failed: they are in the error file), 1 otherwise.
+
+options:
+  -o, --output RESULTS      where the results go (required)
+  --errors PATH             where failed requests go (default: RESULTS with .errors before
+                            its extension: results.jsonl -> results.errors.jsonl)
+  --endpoint PATH           the endpoint of every request (default: /v1/chat/completions)
+  --completion-window W     how long the provider may take (default: 24h)
+  --model MODEL             replace every line's model with MODEL
+  --metadata KEY=VALUE      a metadata entry (repeatable; not on together)
+  --purpose PURPOSE         the upload's purpose (default: the provider's batch purpose)
+  --interval SECONDS        poll every SECONDS (default: 2, growing to 30)
+  --timeout SECONDS         stop waiting after SECONDS (the batch keeps running)
+  --no-validate             upload without checking the lines first
+]],
+}
+
+local function command_usage(name)
+  local c = commands[name]
+  if c.usage then return c.usage end
+  local words = { "moonbatch", name }
+  for _, a in ipairs(c.args) do words[#words + 1] = a end
+  words[#words + 1] = "[options]"
+  return table.concat(words, " ")
+end
+
+local function tool_help()
+  local lines = {
+    "usage: moonbatch [--provider NAME] [--base-url URL] [--json] COMMAND [ARGS] [options]",
+    "",
+    "Batch inference on SiliconFlow, Together AI and OpenAI-compatible services.",
+    "",
+    "commands:",
+  }
+  for _, name in ipairs(order) do
+    local c = commands[name]
+    local words = { name }
+    for _, a in ipairs(c.args) do words[#words + 1] = a end
+    if name == "run" then words[#words + 1] = "-o RESULTS" end
+    lines[#lines + 1] = ("  %-24s %s"):format(table.concat(words, " "), c.summary)
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = COMMON_HELP .. "  --version         print the version"
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = KEY_HELP
+  lines[#lines + 1] = [[
+environment:
+  MOONBATCH_PROVIDER   the provider when --provider is not given
+  MOONBATCH_BASE_URL   the base URL when --base-url is not given
+  MOONBATCH_PROGRESS   always: bars and redrawn lines even off a terminal; never: plain lines
+]]
+  lines[#lines + 1] = "Run `moonbatch COMMAND --help` for a command's options. Exit status: 0 done,"
+  lines[#lines + 1] = "1 failed (the reason on standard error), 2 usage error, 130 interrupted."
+  return table.concat(lines, "\n") .. "\n"
+end
+
+local function command_help(name)
+  local c = commands[name]
+  local text = "usage: " .. command_usage(name) .. "\n\n" .. c.summary:gsub("^%l", string.upper) .. ".\n\n"
+    .. c.help
+  if name == "validate" then
+    return text .. "  -q, --quiet       no steps on standard error\n  -h, --help        this help\n"
+  end
+  return text .. "\n" .. COMMON_HELP .. "\n" .. KEY_HELP
+end
+
+-------------------------------------------------------------------------------- parsing
+
+local REFUSED_KEY_FLAGS = { ["api-key"] = true, key = true, apikey = true, ["api_key"] = true,
+                            token = true }
+
+--- Parse argv into { command, args = {...}, opts = {...} }; raises a usage Failure.
+function cli.parse(argv)
+  local parsed = { args = {}, opts = {} }
+  local only_args = false
+  local i = 1
+  local function allowed(name)
+    local c = commands[parsed.command]
+    if not c then
+      -- before the command: the common options
+      for _, n in ipairs(COMMON) do if n == name then return true end end
+      return name == "version"
+    end
+    -- validate sends nothing: it takes no key, base URL or other network option
+    if parsed.command ~= "validate" then
+      for _, n in ipairs(COMMON) do if n == name then return true end end
+    end
+    for _, n in ipairs(c.flags) do if n == name then return true end end
+    return false
+  end
+  while i <= #argv do
+    local word = argv[i]
+    local name, value
+    if only_args or word == "-" or word:sub(1, 1) ~= "-" then
+      if not parsed.command then
+        if not commands[word] and word ~= "help" then
+          usage_error(("unknown command '%s'"):format(word))
+        end
+        parsed.command = word
+      else
+        parsed.args[#parsed.args + 1] = word
+      end
+    elseif word == "--" then
+      only_args = true
+    else
+      if word:sub(1, 2) == "--" then
+        name, value = word:sub(3):match("^([^=]*)=(.*)$")
+        if not name then name = word:sub(3) end
+      else
+        name = SHORT[word:sub(2, 2)]
+        if not name or (#word > 2 and not FLAGS[name].value) then
+          usage_error(("unknown option '%s'"):format(word), parsed.command)
+        end
+        if #word > 2 then value = word:sub(3) end
+      end
+      if REFUSED_KEY_FLAGS[name] then
+        -- the value is not repeated: it may be the key itself
+        fail(("moonbatch: --%s is refused: a key on the command line shows in the process list " ..
+              "and the shell's history; set the provider's variable (e.g. SILICONFLOW_API_KEY) " ..
+              "or MOONBATCH_API_KEY, or use --key-file PATH"):format(name), EXIT_USAGE)
+      end
+      local flag = FLAGS[name]
+      if not flag or not allowed(name) then
+        usage_error(("unknown option '--%s'"):format(name), parsed.command)
+      end
+      if flag.value then
+        if value == nil then
+          i = i + 1
+          value = argv[i]
+          if value == nil then
+            usage_error(("option --%s needs a value (%s)"):format(name, flag.value), parsed.command)
+          end
+        end
+        if flag.integer then
+          local n = tonumber(value)
+          if not n or n ~= math.floor(n) or n < 1 then
+            usage_error(("option --%s needs a whole number >= 1, not '%s'"):format(name, value), parsed.command)
+          end
+          value = math.floor(n)
+        elseif flag.number then
+          local n = tonumber(value)
+          if not n or n <= 0 or n ~= n or n == math.huge then
+            usage_error(("option --%s needs a number of seconds > 0, not '%s'"):format(name, value), parsed.command)
+          end
+          value = n
+        end
+        if flag.many then
+          parsed.opts[name] = parsed.opts[name] or {}
+          table.insert(parsed.opts[name], value)
+        else
+          parsed.opts[name] = value
+        end
+      elseif value ~= nil then
+        usage_error(("option --%s takes no value"):format(name), parsed.command)
+      else
+        parsed.opts[name] = true
+      end
+    end
+    i = i + 1
+  end
+  return parsed
+end
+
+-------------------------------------------------------------------------------- context
+
+local function is_terminal()
+  local mode = os.getenv("MOONBATCH_PROGRESS")
+  if mode == "always" then return true end
+  if mode == "never" then return false end
+  if os.getenv("TERM") == "dumb" then return false end -- no cursor movement there
+  return succeeded(os.execute("test -t 2"))
+end
+
+local function terminal_width()
+  local columns = tonumber(os.getenv("COLUMNS") or "")
+  if columns and columns > 0 then return columns end
+  local out = capture("stty size 0<&2 2>/dev/null")
+  local cols = out and tonumber(out:match("^%s*%d+%s+(%d+)"))
+  return cols and cols > 0 and cols or 80
+end
+
+--- The first line of the key file, trimmed; warns when others may read it.
+local function read_key_file(path, say)
+  local f, err = io.open(path, "r")
+  if not f then fail("moonbatch: cannot read the key file: " .. tostring(err)) end
+  local line = f:read("*l")
+  f:close()
+  line = line and trim(line)
+  if not line or line == "" then fail(("moonbatch: the key file %s is empty"):format(path)) end
+  local mode = capture("stat -L -c %a -- " .. quote(path) .. " 2>/dev/null")
+  mode = mode and trim(mode)
+  if mode and mode:match("^%d%d%d%d?$") then
+    local group, other = tonumber(mode:sub(-2, -2)), tonumber(mode:sub(-1))
+    if group % 8 >= 4 or other % 8 >= 4 then
+      say(("moonbatch: warning: the key file %s can be read by other users (chmod 600 %s)")
+        :format(path, path))
+    end
+  end
+  return line
+end
+
+local function provider_name(opts)
+  local name = opts.provider or os.getenv("MOONBATCH_PROVIDER")
+  if name == nil or name == "" then name = "siliconflow" end
+  local known = require("moonbatch.client").providers
+  for _, n in ipairs(known) do
+    if n == name then return name end
+  end
+  usage_error(("unknown provider '%s' (known: %s)"):format(name, table.concat(known, ", ")))
+end
+
+local Context = {}
+Context.__index = Context
+
+local function new_context(parsed)
+  local opts = parsed.opts
+  local tty = is_terminal()
+  local ctx = setmetatable({
+    command = parsed.command, args = parsed.args, opts = opts, json = opts.json or false,
+    provider = provider_name(opts), secrets = {}, temp_targets = {},
+  }, Context)
+  ctx.reporter = progress.new({
+    stream = io.stderr, tty = tty, width = tty and terminal_width() or 80, quiet = opts.quiet,
+    clock = function() return ctx.core and ctx.core.now() or os.clock() end,
+  })
+  return ctx
+end
+
+--- A step's line on standard error (nothing with --quiet).
+function Context:say(text)
+  self.reporter:line(text)
+end
+
+-- standard error even with --quiet: warnings and failures
+function Context:warn(text)
+  self.reporter:close_line()
+  io.stderr:write(self:redact(text) .. "\n")
+end
+
+function Context:redact(s)
+  s = tostring(s)
+  for _, secret in ipairs(self.secrets) do
+    local i, out = 1, {}
+    while true do
+      local a, b = s:find(secret, i, true)
+      if not a then break end
+      out[#out + 1] = s:sub(i, a - 1) .. "[redacted]"
+      i = b + 1
+    end
+    out[#out + 1] = s:sub(i)
+    s = table.concat(out)
+  end
+  return s
+end
+
+-- standard output: the result
+function Context:out(text)
+  self.reporter:close_line() -- stdout may be the same terminal as a bar on stderr
+  io.stdout:write(text, "\n")
+end
+
+function Context:print_json(value)
+  self:out(self:redact(cli.json(value)))
+end
+
+function Context:print_object(obj, fields)
+  if self.json then return self:print_json(obj) end
+  for _, line in ipairs(field_lines(obj, fields)) do self:out(line) end
+end
+
+--- The library: loaded only for commands that need it, so --help works without the C module.
+function Context:library()
+  if not self.moonbatch then
+    self.moonbatch = require("moonbatch")
+    self.core = require("moonbatch.core")
+  end
+  return self.moonbatch
+end
+
+--- The client, its key from --key-file or the environment; fails when there is no key.
+function Context:client()
+  if self.client_ then return self.client_ end
+  local moonbatch = self:library()
+  local key
+  if self.opts["key-file"] then
+    key = read_key_file(self.opts["key-file"], function(text) self:warn(text) end)
+  end
+  local core, reporter = self.core, self.reporter
+  local client = moonbatch.new({
+    provider = self.provider, base_url = self.opts["base-url"], api_key = key,
+    -- the waits between polls and retries sleep in slices, so the status line's clock moves
+    sleep = function(seconds)
+      local ends = core.now() + seconds
+      while true do
+        local left = ends - core.now()
+        if left <= 0 then break end
+        core.sleep(math.min(left, 0.25))
+        reporter:tick()
+      end
+    end,
+  })
+  if not client.api_key then
+    fail(("moonbatch: no API key: set %s or MOONBATCH_API_KEY, or use --key-file PATH")
+      :format(client.provider.key_env))
+  end
+  self.secrets[#self.secrets + 1] = client.api_key
+  self.client_ = client
+  return client
+end
+
+--- The value of a call that returns value or nil, msg, info; a failure ends the command.
+function Context.check(_, value, msg, info)
+  if value == nil then
+    fail(msg or "moonbatch: failed", EXIT_FAILED, { info = info })
+  end
+  return value
+end
+
+-------------------------------------------------------------------------------- steps
+
+-- "  line 3: custom_id "a" already used on line 1", up to PROBLEMS_SHOWN of them
+local function problem_lines(info)
+  local lines = {}
+  local problems = info and info.problems or {}
+  for i = 1, math.min(#problems, PROBLEMS_SHOWN) do
+    local p = problems[i]
+    local text = tostring(p.message or p.rule or "invalid")
+    if p.line and not text:match("^[Ll]ine %d") then text = ("line %s: %s"):format(p.line, text) end
+    lines[#lines + 1] = "  " .. text
+  end
+  if #problems > PROBLEMS_SHOWN then
+    lines[#lines + 1] = ("  ... and %d more"):format(#problems - PROBLEMS_SHOWN)
+  end
+  return lines
+end
+
+local function models_text(models)
+  if type(models) ~= "table" then return nil end
+  local parts = {}
+  if #models > 0 then
+    for _, m in ipairs(models) do
+      if type(m) == "table" then
+        local name = m.model or m.name or m[1]
+        local n = m.count or m.lines or m[2]
+        parts[#parts + 1] = n and ("%s (%s)"):format(tostring(name), tostring(n)) or tostring(name)
+      else
+        parts[#parts + 1] = tostring(m)
+      end
+    end
+  else
+    local names = {}
+    for name in pairs(models) do names[#names + 1] = tostring(name) end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local n = models[name]
+      parts[#parts + 1] = type(n) == "number" and ("%s (%d)"):format(name, n) or name
+    end
+  end
+  if #parts == 0 then return nil end
+  return table.concat(parts, ", ")
+end
+
+local function plural(n, one, many)
+  return ("%d %s"):format(n, n == 1 and one or (many or one .. "s"))
+end
+
+--- Validate `file`: the report, or the problems on standard error and a failure.
+function Context:validate_step(file, quiet_ok)
+  local moonbatch = self:library()
+  local report, msg, info = moonbatch.validate(file, {
+    provider = self.provider, endpoint = self.opts.endpoint, replace_model = self.opts.model,
+  })
+  if not report then
+    if info and info.kind == "validation" and info.problems then
+      local n = #info.problems
+      self:warn(("moonbatch: %s: %s"):format(file, plural(n, "problem")))
+      for _, line in ipairs(problem_lines(info)) do self:warn(line) end
+      fail(nil, EXIT_FAILED, { info = info, shown = true })
+    end
+    fail(msg, EXIT_FAILED, { info = info })
+  end
+  if not quiet_ok then
+    local models = models_text(report.models)
+    local several = models and models:find(", ", 1, true)
+    self:say(("validated %s: %s, %s%s"):format(file, plural(report.lines or 0, "request"),
+      progress.bytes(report.bytes or 0), models and ((several and ", models " or ", model ") .. models) or ""))
+  end
+  return report
+end
+
+--- Upload `file` with a bar: the File.
+function Context:upload_step(file)
+  local client = self:client()
+  local size = file_size(file)
+  if not size then
+    local f, err = io.open(file, "rb")
+    if f then f:close() end
+    fail("moonbatch: cannot read " .. tostring(err or file))
+  end
+  self.reporter:plain(("uploading %s (%s)"):format(file, progress.bytes(size)))
+  local bar = self.reporter:transfer("uploading " .. basename(file), size)
+  local uploaded, msg, info = client.files.upload({
+    file = file, purpose = self.opts.purpose, filename = self.opts.filename,
+    validate = false, on_progress = bar:callback(),
+  })
+  bar:finish(uploaded ~= nil)
+  local f = self:check(uploaded, msg, info)
+  self:say(("uploaded %s as %s"):format(file, f.id))
+  return f
+end
+
+--- Download `id` to `path` with a bar; the {path, bytes} result. Removes what a cut leaves.
+function Context:download_step(id, path, what)
+  local client = self:client()
+  local before = part_files(path)
+  self.temp_targets[#self.temp_targets + 1] = { path = path, before = before }
+  self.reporter:plain(("downloading %s to %s"):format(what or id, path))
+  local bar = self.reporter:transfer("downloading " .. basename(path), nil)
+  self.downloading = { id = id, path = path }
+  local result, msg, info = client.files.download(id, path, { on_progress = bar:callback() })
+  bar:finish(result ~= nil)
+  table.remove(self.temp_targets)
+  result = self:check(result, msg, info)
+  self.downloading = nil
+  self:say(("wrote %s (%s)"):format(path, progress.bytes(result.bytes or 0)))
+  return result
+end
+
+local function status_parts(b)
+  local counts = batch_counts(b)
+  local text = b.status or "?"
+  if counts then text = text .. " " .. counts end
+  local fraction
+  local rc = b.request_counts
+  if b.status == "completed" then
+    fraction = 1
+  elseif rc and rc.total and rc.total > 0 then
+    fraction = ((rc.completed or 0) + (rc.failed or 0)) / rc.total
+  elseif type(b.progress) == "number" then
+    fraction = b.progress / 100
+  end
+  return text, fraction
+end
+
+--- Wait for batch `id` with a status line; the final Batch.
+function Context:wait_step(id)
+  local client = self:client()
+  local status = self.reporter:status("batch " .. id)
+  local interval = self.opts.interval
+  local batch, msg, info = client.batches.wait(id, {
+    interval = interval, max_interval = interval, timeout = self.opts.timeout,
+    on_update = function(b)
+      local text, fraction = status_parts(b)
+      status:update(text, fraction, ("batch %s: %s"):format(id, text))
+    end,
+  })
+  status:finish()
+  return self:check(batch, msg, info)
+end
+
+local function batch_failure(b)
+  local why = {}
+  for _, e in ipairs(b.errors or {}) do why[#why + 1] = error_text(e) end
+  return ("moonbatch: batch %s %s%s"):format(b.id, b.status,
+    #why > 0 and (": " .. table.concat(why, "; ")) or "")
+end
+
+-------------------------------------------------------------------------------- the commands
+
+function commands.validate.run(ctx)
+  local file = ctx.args[1]
+  local moonbatch = ctx:library()
+  local report, msg, info = moonbatch.validate(file, {
+    provider = ctx.provider, endpoint = ctx.opts.endpoint, replace_model = ctx.opts.model,
+  })
+  if not report then
+    if info and info.kind == "validation" and info.problems then
+      if ctx.json then
+        local r = info.report or {}
+        ctx:print_json({ ok = false, file = file, lines = r.lines, bytes = r.bytes, models = r.models,
+                         problems = info.problems })
+      end
+      ctx:warn(("moonbatch: %s: %s"):format(file, plural(#info.problems, "problem")))
+      for _, line in ipairs(problem_lines(info)) do ctx:warn(line) end
+      return EXIT_FAILED
+    end
+    fail(msg, EXIT_FAILED, { info = info })
+  end
+  if ctx.json then
+    ctx:print_json({ ok = true, file = file, lines = report.lines, bytes = report.bytes, models = report.models })
+  else
+    ctx:out(("file: %s"):format(file))
+    ctx:out(("ok: %s"):format("true"))
+    ctx:out(("lines: %d"):format(report.lines or 0))
+    ctx:out(("bytes: %d (%s)"):format(report.bytes or 0, progress.bytes(report.bytes or 0)))
+    local models = models_text(report.models)
+    if models then ctx:out("models: " .. models) end
+  end
+  return EXIT_OK
+end
+
+function commands.upload.run(ctx)
+  local file = ctx.args[1]
+  ctx:client() -- no key: say so before reading a large file
+  if not ctx.opts["no-validate"] then ctx:validate_step(file) end
+  ctx:print_object(ctx:upload_step(file), FILE_FIELDS)
+  return EXIT_OK
+end
+
+local function collect(iterator_maker)
+  local items = {}
+  local ok, err = pcall(function()
+    for item in iterator_maker() do items[#items + 1] = item end
+  end)
+  if not ok then
+    if type(err) == "string" and err:find("interrupted!", 1, true) then error(err, 0) end
+    fail(tostring(err))
+  end
+  return { object = "list", data = items, has_more = false, first_id = items[1] and items[1].id,
+           last_id = items[#items] and items[#items].id }
+end
+
+function commands.files.run(ctx)
+  local client = ctx:client()
+  local page
+  if ctx.opts.all then
+    page = collect(function() return client.files.each({ purpose = ctx.opts.purpose, limit = ctx.opts.limit }) end)
+  else
+    page = ctx:check(client.files.list({ purpose = ctx.opts.purpose, limit = ctx.opts.limit }))
+  end
+  if ctx.json then
+    ctx:print_json(page)
+    return EXIT_OK
+  end
+  if #page.data == 0 then
+    ctx:out("no files")
+    return EXIT_OK
+  end
+  local rows = {}
+  for _, f in ipairs(page.data) do
+    rows[#rows + 1] = { f.id or "?", f.bytes and progress.bytes(f.bytes) or "-", short_time(f.created_at),
+                        f.line_count and tostring(f.line_count) or "-", f.purpose or "-", f.filename or "" }
+  end
+  for _, line in ipairs(table_lines({ "ID", "SIZE", "CREATED (UTC)", "LINES", "PURPOSE", "FILENAME" }, rows)) do
+    ctx:out(line)
+  end
+  if page.has_more then ctx:say("(more files: --all lists every page)") end
+  return EXIT_OK
+end
+
+function commands.batches.run(ctx)
+  local client = ctx:client()
+  local page
+  if ctx.opts.all then
+    page = collect(function() return client.batches.each({ limit = ctx.opts.limit }) end)
+  else
+    page = ctx:check(client.batches.list({ limit = ctx.opts.limit }))
+  end
+  if ctx.json then
+    ctx:print_json(page)
+    return EXIT_OK
+  end
+  if #page.data == 0 then
+    ctx:out("no batches")
+    return EXIT_OK
+  end
+  local rows = {}
+  for _, b in ipairs(page.data) do
+    rows[#rows + 1] = { b.id or "?", b.status or "?", batch_counts(b) or "-", short_time(b.created_at),
+                        b.input_file_id or "-" }
+  end
+  for _, line in ipairs(table_lines({ "ID", "STATUS", "DONE", "CREATED (UTC)", "INPUT" }, rows)) do
+    ctx:out(line)
+  end
+  if page.has_more then ctx:say("(more batches: --all lists every page)") end
+  return EXIT_OK
+end
+
+local function metadata(ctx)
+  local list = ctx.opts.metadata
+  if not list then return nil end
+  local m = {}
+  for _, entry in ipairs(list) do
+    local k, v = entry:match("^([^=]+)=(.*)$")
+    if not k then usage_error(("--metadata needs KEY=VALUE, not '%s'"):format(entry), ctx.command) end
+    m[k] = v
+  end
+  return m
+end
+
+local function create_options(ctx, file_id)
+  return {
+    input_file_id = file_id, endpoint = ctx.opts.endpoint,
+    completion_window = ctx.opts["completion-window"], metadata = metadata(ctx),
+    replace = ctx.opts.model and { model = ctx.opts.model } or nil,
+  }
+end
+
+-- a client call that may raise for options the provider does not take: a failure, not a crash
+local function guarded(ctx, f, ...)
+  local results = { pcall(f, ...) }
+  if not results[1] then
+    local err = results[2]
+    if getmetatable(err) == Failure or (type(err) == "string" and err:find("interrupted!", 1, true)) then
+      error(err, 0)
+    end
+    -- the library names the option; where in Lua it was raised is of no use here
+    local text = tostring(err):gsub("^[^:\n]+:%d+: ", ""):gsub("^moonbatch: ", "")
+    fail("moonbatch: " .. text, EXIT_USAGE)
+  end
+  return ctx:check(results[2], results[3], results[4])
+end
+
+function commands.create.run(ctx)
+  local client = ctx:client()
+  local opts = create_options(ctx, ctx.args[1])
+  ctx:print_object(guarded(ctx, client.batches.create, opts), BATCH_FIELDS)
+  return EXIT_OK
+end
+
+function commands.status.run(ctx)
+  ctx:print_object(ctx:check(ctx:client().batches.get(ctx.args[1])), BATCH_FIELDS)
+  return EXIT_OK
+end
+
+function commands.wait.run(ctx)
+  local batch = ctx:wait_step(ctx.args[1])
+  ctx:print_object(batch, BATCH_FIELDS)
+  if batch.status ~= "completed" then
+    ctx:warn(batch_failure(batch))
+    return EXIT_FAILED
+  end
+  return EXIT_OK
+end
+
+function commands.cancel.run(ctx)
+  ctx:print_object(ctx:check(ctx:client().batches.cancel(ctx.args[1])), BATCH_FIELDS)
+  return EXIT_OK
+end
+
+function commands.download.run(ctx)
+  local id, path = ctx.args[1], ctx.args[2]
+  local result = ctx:download_step(id, path)
+  if ctx.json then
+    ctx:print_json({ id = id, path = result.path, bytes = result.bytes })
+  else
+    ctx:out("id: " .. id)
+    ctx:out("path: " .. result.path)
+    ctx:out(("bytes: %d (%s)"):format(result.bytes or 0, progress.bytes(result.bytes or 0)))
+  end
+  return EXIT_OK
+end
+
+function commands.delete.run(ctx)
+  local result = ctx:check(ctx:client().files.delete(ctx.args[1]))
+  if ctx.json then
+    ctx:print_json(result)
+  else
+    ctx:out("id: " .. result.id)
+    ctx:out("deleted: true")
+  end
+  return EXIT_OK
+end
+
+-- a directory we may create files in
+local function writable_dir(path)
+  return succeeded(os.execute(("test -d %s && test -w %s"):format(quote(path), quote(path))))
+end
+
+local function same_file(a, b)
+  return a == b or succeeded(os.execute(("test %s -ef %s"):format(quote(a), quote(b))))
+end
+
+-- an empty file at `path`, written as downloads are: beside it first, then renamed
+local function write_empty(path)
+  local temp = path .. ".moonbatch-empty.part"
+  local f, err = io.open(temp, "wb")
+  if not f then return nil, err end
+  f:close()
+  local ok, rename_err = os.rename(temp, path)
+  if not ok then
+    os.remove(temp)
+    return nil, rename_err
+  end
+  return true
+end
+
+function commands.run.run(ctx)
+  local file, results = ctx.args[1], ctx.opts.output
+  local errors_path = ctx.opts.errors or cli.errors_path(results)
+  local client = ctx:client()
+  for _, p in ipairs({ results, errors_path }) do
+    if not writable_dir(dirname(p)) then
+      fail(("moonbatch: cannot write %s: %s is not a writable directory"):format(p, dirname(p)))
+    end
+    if same_file(p, file) then fail(("moonbatch: %s is the input file: choose another -o or --errors"):format(p)) end
+  end
+  if same_file(results, errors_path) then
+    fail("moonbatch: the results and the errors would go to the same file " .. results)
+  end
+  local opts = create_options(ctx, "?")
+  local report
+  if not ctx.opts["no-validate"] then report = ctx:validate_step(file) end
+
+  local uploaded = ctx:upload_step(file)
+  ctx.input_file = uploaded
+  opts.input_file_id = uploaded.id
+  local batch = guarded(ctx, client.batches.create, opts)
+  ctx.batch_id = batch.id
+  ctx:say(("created batch %s (%s)"):format(batch.id, batch.status or "?"))
+
+  batch = ctx:wait_step(batch.id)
+  ctx.batch_final = true
+  -- a result file id may show up a moment after the batch says completed (SiliconFlow)
+  local tries = 0
+  while batch.status == "completed" and not batch.output_file_id and not batch.error_file_id and tries < 5 do
+    tries = tries + 1
+    client.sleep(ctx.opts.interval or 2)
+    batch = ctx:check(client.batches.get(batch.id))
+  end
+
+  local written = {}
+  if batch.output_file_id then
+    ctx:download_step(batch.output_file_id, results, "results")
+    written.results = results
+  elseif batch.status == "completed" then
+    local ok, err = write_empty(results)
+    if not ok then fail(("moonbatch: cannot write %s: %s"):format(results, tostring(err))) end
+    ctx:say(("wrote %s (empty: no request succeeded)"):format(results))
+    written.results = results
+  end
+  if batch.error_file_id then
+    ctx:download_step(batch.error_file_id, errors_path, "errors")
+    written.errors = errors_path
+  end
+
+  local rc = batch.request_counts or {}
+  local result_lines = written.results and count_lines(written.results) or 0
+  local error_lines = written.errors and count_lines(written.errors) or 0
+  local summary = {
+    batch = batch, input_file = uploaded,
+    requests = rc.total or (report and report.lines) or (result_lines + error_lines),
+    completed = rc.completed or result_lines,
+    failed = rc.failed or error_lines,
+    results = written.results, errors = written.errors,
+  }
+  if ctx.json then
+    ctx:print_json(summary)
+  else
+    ctx:out("batch: " .. batch.id)
+    ctx:out("status: " .. tostring(batch.status))
+    ctx:out("requests: " .. summary.requests)
+    ctx:out("completed: " .. summary.completed)
+    ctx:out("failed: " .. summary.failed)
+    if written.results then ctx:out(("results: %s (%s)"):format(written.results, plural(result_lines, "line"))) end
+    if written.errors then ctx:out(("errors: %s (%s)"):format(written.errors, plural(error_lines, "line"))) end
+  end
+  if batch.status ~= "completed" then
+    ctx:warn(batch_failure(batch))
+    return EXIT_FAILED
+  end
+  return EXIT_OK
+end
+
+-------------------------------------------------------------------------------- main
+
+local function check_arity(parsed)
+  local c = commands[parsed.command]
+  if #parsed.args < #c.args then
+    usage_error(("missing %s"):format(c.args[#parsed.args + 1]), parsed.command)
+  end
+  if #parsed.args > #c.args then
+    usage_error(("unexpected argument '%s'"):format(parsed.args[#c.args + 1]), parsed.command)
+  end
+  for _, name in ipairs(c.required or {}) do
+    if parsed.opts[name] == nil then
+      local flag = FLAGS[name]
+      usage_error(("missing %s %s"):format(flag.short and ("-" .. flag.short) or ("--" .. name), c.required_value or flag.value),
+        parsed.command)
+    end
+  end
+end
+
+-- remove what an interrupted download left beside its target
+local function clean_up(ctx)
+  for _, t in ipairs(ctx.temp_targets or {}) do
+    for path in pairs(part_files(t.path)) do
+      if not t.before[path] then os.remove(path) end
+    end
+  end
+  ctx.temp_targets = {}
+end
+
+local function dispatch(argv, state)
+  local parsed = cli.parse(argv)
+  if parsed.command == "help" then
+    local topic = parsed.args[1]
+    if topic and not commands[topic] then usage_error(("unknown command '%s'"):format(topic)) end
+    io.stdout:write(topic and command_help(topic) or tool_help())
+    return EXIT_OK
+  end
+  if parsed.opts.help then
+    io.stdout:write(parsed.command and command_help(parsed.command) or tool_help())
+    return EXIT_OK
+  end
+  if parsed.opts.version then
+    local ok, core = pcall(require, "moonbatch.core")
+    io.stdout:write("moonbatch " .. (ok and core.version or "(moonbatch.core not found)") .. "\n")
+    return EXIT_OK
+  end
+  if not parsed.command then
+    io.stderr:write(tool_help())
+    return EXIT_USAGE
+  end
+  check_arity(parsed)
+  local ctx = new_context(parsed)
+  state.ctx = ctx
+  return commands[parsed.command].run(ctx)
+end
+
+--- Run the command line `argv` (a list of words, as Lua's `arg`); returns the exit status.
+function cli.main(argv)
+  local words = {}
+  for i = 1, #(argv or {}) do words[i] = tostring(argv[i]) end
+  local state = {}
+  local ok, result = xpcall(function() return dispatch(words, state) end, function(err)
+    if getmetatable(err) == Failure or (type(err) == "string" and err:find("interrupted!", 1, true)) then
+      return err
+    end
+    return { bug = tostring(err), trace = debug.traceback(tostring(err), 2) }
+  end)
+  if ok then
+    io.stdout:flush()
+    return result
+  end
+  local ctx = state.ctx
+  if ctx then
+    ctx.reporter:close_line()
+    clean_up(ctx)
+  end
+  local function say(text)
+    io.stderr:write((ctx and ctx:redact(text) or text) .. "\n")
+  end
+  local code
+  if getmetatable(result) == Failure then
+    if result.msg then say(result.msg) end
+    code = result.code
+  elseif type(result) == "string" then
+    say("moonbatch: interrupted")
+    code = EXIT_INTERRUPTED
+  else
+    say("moonbatch: " .. result.bug:gsub("^moonbatch: ", ""))
+    if os.getenv("MOONBATCH_DEBUG") then say(result.trace) end
+    code = EXIT_FAILED
+  end
+  -- what `run` leaves to do by hand
+  if ctx and ctx.batch_id and not ctx.batch_final then
+    say(("moonbatch: batch %s keeps running: `moonbatch wait %s` follows it, `moonbatch cancel %s` stops it")
+      :format(ctx.batch_id, ctx.batch_id, ctx.batch_id))
+  elseif ctx and ctx.command == "run" and ctx.downloading then
+    say(("moonbatch: to fetch it again: moonbatch download %s %s")
+      :format(ctx.downloading.id, quote(ctx.downloading.path)))
+  end
+  return code
+end
+
+return cli

@@ -1,0 +1,263 @@
+-- moonbatch.progress: what the command line draws on standard error while it works. On a
+-- terminal, one line redrawn in place (a transfer bar, a batch status); elsewhere, plain lines
+-- that are written once and never rewritten, so logs and pipes see no carriage returns.
+local progress = {}
+
+local CLEAR_LINE = "\r\27[K"
+local REDRAW_EVERY = 0.1 -- seconds between redraws of the same line: at most ~10 a second
+local RATE_WINDOW = 3 -- seconds of samples behind the shown rate
+
+--- "512 B", "1.5 KiB", "12.0 MiB", "1.2 GiB".
+function progress.bytes(n)
+  n = n or 0
+  if n < 1024 then return ("%d B"):format(n) end
+  local units = { "KiB", "MiB", "GiB", "TiB" }
+  local value, unit = n / 1024, 1
+  while value >= 1024 and unit < #units do
+    value, unit = value / 1024, unit + 1
+  end
+  return ("%.1f %s"):format(value, units[unit])
+end
+
+--- "0:07", "12:34", "1:02:03" for a number of seconds; "--:--" when unknown.
+function progress.duration(seconds)
+  if not seconds or seconds ~= seconds or seconds < 0 or seconds == math.huge then return "--:--" end
+  seconds = math.floor(seconds + 0.5)
+  local h, m, s = math.floor(seconds / 3600), math.floor(seconds / 60) % 60, seconds % 60
+  if h > 0 then return ("%d:%02d:%02d"):format(h, m, s) end
+  return ("%d:%02d"):format(m, s)
+end
+
+-- "[#########-----------]" for a fraction in 0..1
+local function bar(fraction, width)
+  fraction = math.max(0, math.min(1, fraction))
+  local full = math.floor(fraction * width + 0.5)
+  return "[" .. ("#"):rep(full) .. ("-"):rep(width - full) .. "]"
+end
+
+local function percent(fraction)
+  return ("%3d%%"):format(math.floor(math.max(0, math.min(1, fraction)) * 100))
+end
+
+-- the label cut so that `label .. rest` fits in `width` columns
+local function fit(label, rest, width)
+  local room = width - #rest
+  if room < 8 then return (label .. rest):sub(1, width) end
+  if #label > room then label = label:sub(1, room - 3) .. "..." end
+  return label .. rest
+end
+
+local Reporter = {}
+Reporter.__index = Reporter
+
+--- progress.new{ stream = io.stderr, tty = false, width = 80, clock = os.clock, quiet = false }:
+-- a reporter. `tty` chooses redrawn lines over plain ones; `clock` gives seconds (any origin).
+function progress.new(opts)
+  opts = opts or {}
+  return setmetatable({
+    stream = opts.stream or io.stderr,
+    tty = opts.tty and true or false,
+    width = math.max(40, (opts.width or 80) - 1), -- a full line would wrap on some terminals
+    clock = opts.clock or os.clock,
+    quiet = opts.quiet and true or false,
+    open = false,   -- whether a redrawn line is on screen without its newline yet
+    active = nil,   -- the redrawn line's owner, for tick()
+  }, Reporter)
+end
+
+function Reporter:write(s)
+  self.stream:write(s)
+  self.stream:flush()
+end
+
+--- End a redrawn line, if one is open, with a newline.
+function Reporter:close_line()
+  if self.open then
+    self:write("\n")
+    self.open = false
+  end
+  self.active = nil
+end
+
+--- A line only where nothing is redrawn (its bar says the same on a terminal).
+function Reporter:plain(text)
+  if not self.tty then self:line(text) end
+end
+
+--- A plain line (a step done, a warning): ends any redrawn line first.
+function Reporter:line(text)
+  if self.quiet then return end
+  self:close_line()
+  self:write(text .. "\n")
+end
+
+-- redraw the open line with `text`
+function Reporter:draw(text)
+  self:write(CLEAR_LINE .. text)
+  self.open = true
+end
+
+--- Redraw whatever is on the line now (a status's elapsed time); called while sleeping.
+function Reporter:tick()
+  if self.active and self.active.tick then self.active:tick() end
+end
+
+-------------------------------------------------------------------------------- transfers
+
+local Transfer = {}
+Transfer.__index = Transfer
+
+--- A transfer of up to `total` bytes (nil when unknown) labelled `label` ("uploading x.jsonl").
+-- When `total` is given the bytes shown are scaled to it: an upload's wire total includes its
+-- multipart framing, and the user knows the file's size. Plain mode draws nothing: the caller
+-- says what starts and what ended in its own lines.
+function Reporter:transfer(label, total)
+  local t = setmetatable({
+    reporter = self, label = label, total = total, scale_to = total, done = 0,
+    started = self.clock(), drawn_at = nil, samples = {},
+  }, Transfer)
+  if self.tty and not self.quiet then
+    self:close_line()
+    self.active = t
+    t:draw(self.clock())
+  end
+  return t
+end
+
+-- bytes a second over the last few seconds (the whole transfer at its start)
+function Transfer:rate(now)
+  local samples = self.samples
+  local first = samples[1]
+  if not first or now - first.t < 0.2 then
+    local elapsed = now - self.started
+    return elapsed > 0.2 and self.done / elapsed or nil
+  end
+  return (self.done - first.done) / (now - first.t)
+end
+
+-- the bar's text; `ending` is nil while it runs, "done" or "stopped" for its last drawing
+function Transfer:line(now, ending)
+  local final = ending == "done"
+  local width = self.reporter.width
+  local total = self.total and self.total > 0 and self.total or nil
+  local rate = self:rate(now)
+  local parts = {}
+  if total then
+    local fraction = final and 1 or self.done / total
+    parts[#parts + 1] = bar(fraction, 20) .. " " .. percent(fraction)
+    parts[#parts + 1] = progress.bytes(final and total or self.done) .. " / " .. progress.bytes(total)
+  else
+    parts[#parts + 1] = progress.bytes(self.done)
+  end
+  if ending then
+    parts[#parts + 1] = (final and "in " or "stopped after ") .. progress.duration(now - self.started)
+  else
+    parts[#parts + 1] = rate and (progress.bytes(rate) .. "/s") or "--/s"
+    if total then
+      local left = rate and rate > 0 and (total - self.done) / rate or nil
+      parts[#parts + 1] = progress.duration(left) .. " left"
+    end
+  end
+  return fit(self.label, "  " .. table.concat(parts, "  "), width)
+end
+
+function Transfer:draw(now, ending)
+  self.drawn_at = now
+  self.reporter:draw(self:line(now, ending))
+end
+
+--- on_progress(done, total) for the client: redraws at most every REDRAW_EVERY seconds.
+function Transfer:update(done, total)
+  local now = self.reporter.clock()
+  if total and total > 0 then
+    if self.scale_to then
+      done = math.floor(math.min(done, total) * self.scale_to / total)
+    else
+      self.total = total
+    end
+  end
+  if done < self.done then
+    -- a retried transfer starts again from its first byte
+    self.samples = {}
+    self.started = now
+  end
+  self.done = done
+  -- a sample a tenth of a second at most: callbacks come per chunk, thousands a second
+  local samples = self.samples
+  local last = samples[#samples]
+  if not last or now - last.t >= 0.1 then
+    samples[#samples + 1] = { t = now, done = done }
+    while #samples > 2 and now - samples[1].t > RATE_WINDOW do table.remove(samples, 1) end
+  end
+  if not (self.reporter.tty and not self.reporter.quiet) or self.reporter.active ~= self then return end
+  if self.drawn_at and now - self.drawn_at < REDRAW_EVERY then return end
+  self:draw(now)
+end
+
+--- The callback to hand the client as on_progress.
+function Transfer:callback()
+  return function(done, total) self:update(done, total) end
+end
+
+--- End the bar: at 100 % when the transfer succeeded, as it stood when it failed; then a newline.
+function Transfer:finish(ok)
+  local r = self.reporter
+  if r.tty and not r.quiet and r.active == self then
+    if ok and not self.total then self.total = self.done end
+    self:draw(r.clock(), ok and "done" or "stopped")
+    r:close_line()
+  end
+end
+
+-------------------------------------------------------------------------------- statuses
+
+local Status = {}
+Status.__index = Status
+
+--- A status line for a batch being waited on: redrawn in place on a terminal (with the time
+-- since it started), one plain line per change elsewhere.
+function Reporter:status(label)
+  local s = setmetatable({ reporter = self, label = label, started = self.clock(), text = nil,
+                           fraction = nil, last_plain = nil }, Status)
+  return s
+end
+
+function Status:line(now)
+  local parts = { self.text or "" }
+  if self.fraction then
+    parts[#parts + 1] = bar(self.fraction, 20) .. " " .. percent(self.fraction)
+  end
+  parts[#parts + 1] = progress.duration(now - self.started)
+  return fit(self.label, "  " .. table.concat(parts, "  "), self.reporter.width)
+end
+
+--- Show `text` (the status and counts) and, when known, the fraction done (0..1).
+-- `plain` is the line for a log; it is written only when it differs from the last one.
+function Status:update(text, fraction, plain)
+  local r = self.reporter
+  self.text, self.fraction = text, fraction
+  if r.quiet then return end
+  if r.tty then
+    if r.active ~= self then
+      r:close_line()
+      r.active = self
+    end
+    r:draw(self:line(r.clock()))
+  elseif plain ~= self.last_plain then
+    self.last_plain = plain
+    r:write(plain .. "\n")
+  end
+end
+
+function Status:tick()
+  local r = self.reporter
+  if r.tty and not r.quiet and r.active == self then r:draw(self:line(r.clock())) end
+end
+
+--- End the status line with a newline (on a terminal; plain lines end themselves).
+function Status:finish()
+  local r = self.reporter
+  if r.active == self then r:close_line() end
+end
+
+return progress

@@ -1,0 +1,49 @@
+-- moonbatch.validate: check a batch input file against a provider's rules before upload. The
+-- scan is moonbatch.core.validate (C, streaming); this decides which rules apply and words the
+-- result in the library's error convention.
+local core = require("moonbatch.core")
+local args = require("moonbatch.args")
+local errors = require("moonbatch.errors")
+
+local spec = { provider = "string", endpoint = "string", replace_model = "string" }
+
+local SHOWN = 3 -- problems quoted in the message; all of them are in info.problems
+
+--- moonbatch.validate(path, { provider = "siliconflow", endpoint = "/v1/chat/completions",
+-- replace_model = nil }): the report { lines, bytes, models } of a file that passes, or
+-- nil, msg, info with info.kind = "validation" and info.problems = { {line, rule, message} ... }.
+local function validate(path, opts, p, ctx)
+  args.string("moonbatch.validate", 1, "path", path)
+  args.check("moonbatch.validate", opts, spec)
+  opts = opts or {}
+  if not p then
+    local client = require("moonbatch.client")
+    p = client.provider(opts.provider or "siliconflow", "moonbatch.validate")
+  end
+  local limits = p.limits or {}
+  local report, msg, info = core.validate(path, {
+    max_lines = limits.lines, max_bytes = limits.bytes, max_custom_id = limits.custom_id,
+    require_method_url = p.require_method_url or false,
+    endpoint = opts.endpoint or "/v1/chat/completions", replace_model = opts.replace_model,
+  })
+  ctx = ctx or { provider = p.name, method = "validate", path = path, url = path }
+  if not report then
+    return nil, errors.make(ctx, { kind = info.kind, message = msg })
+  end
+  if report.ok then
+    return { lines = report.lines, bytes = report.bytes, models = report.models }
+  end
+  local quoted = {}
+  for i = 1, math.min(SHOWN, #report.problems) do quoted[i] = report.problems[i].message end
+  local more = #report.problems - #quoted
+  local text = table.concat(quoted, "; ")
+  if more > 0 or report.truncated then
+    text = text .. ("; and %s more"):format(report.truncated and "many" or tostring(more))
+  end
+  local m, i = errors.make(ctx, { kind = "validation", message = text })
+  i.problems = report.problems
+  i.report = { lines = report.lines, bytes = report.bytes, models = report.models }
+  return nil, m, i
+end
+
+return validate

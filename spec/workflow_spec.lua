@@ -1,0 +1,192 @@
+-- spec/workflow_spec.lua: the whole job (upload, list, create, wait, download, cancel) with the
+-- same calls against every dialect of the stand-in, changing only `provider`.
+local cjson = require("cjson")
+local moonbatch = require("moonbatch")
+local standin = require("spec.standin_helper")
+
+local KEY = "sk-standin"
+
+local function tmpname(suffix)
+  local p = os.tmpname()
+  os.remove(p)
+  return p .. (suffix or "")
+end
+
+local function write(path, lines)
+  local f = assert(io.open(path, "wb"))
+  f:write(table.concat(lines, "\n") .. "\n")
+  f:close()
+end
+
+local function read_lines(path)
+  local out = {}
+  for line in io.lines(path) do out[#out + 1] = line end
+  return out
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- every file in the directory of `path` whose name starts with path's name
+local function leftovers(path)
+  local dir, name = path:match("^(.*)/([^/]*)$")
+  local p = io.popen(("ls -a %q"):format(dir))
+  local found = {}
+  for entry in p:lines() do
+    if entry:sub(1, #name) == name then found[#found + 1] = entry end
+  end
+  p:close()
+  return found
+end
+
+local function line(id, fail)
+  return cjson.encode({ custom_id = id, method = "POST", url = "/v1/chat/completions",
+    body = { model = "deepseek-ai/DeepSeek-V3", messages = { { role = "user", content = "hello " .. id } },
+             standin_fail = fail or nil } })
+end
+
+describe("a whole batch job", function()
+  local s, input, dir
+
+  setup(function()
+    s = standin.start({ key = KEY })
+    dir = tmpname("-workflow")
+    os.execute("mkdir -p " .. dir)
+    input = dir .. "/requests.jsonl"
+    write(input, { line("r1"), line("r2"), line("r3", true), line("r4") })
+  end)
+
+  teardown(function()
+    if dir then os.execute("rm -rf " .. dir) end
+    if s then s:stop() end
+  end)
+
+  before_each(function()
+    s:reset()
+    s:call("POST", "/config", { step_seconds = 0.2 })
+  end)
+
+  for _, provider in ipairs({ "siliconflow", "together", "openai" }) do
+    describe("on " .. provider, function()
+      local function client()
+        if not s.urls[provider] then return nil end
+        return moonbatch.new({ provider = provider, base_url = s.urls[provider], api_key = KEY,
+                               sleep = function(t) require("moonbatch.core").sleep(math.min(t, 0.2)) end })
+      end
+
+      it("uploads, lists, creates, waits and downloads results and errors", function()
+        local c = client()
+        if not c then return pending("the stand-in has no " .. provider .. " dialect") end
+        local file = assert(c.files.upload({ file = input }))
+        assert.equal("file", file.object)
+
+        local seen = {}
+        for f in c.files.each() do seen[f.id] = true end
+        assert.is_true(seen[file.id])
+
+        local batch = assert(c.batches.create({ input_file_id = file.id }))
+        assert.equal("batch", batch.object)
+        assert.truthy(({ validating = true, in_queue = true })[batch.status], batch.status)
+
+        local updates = {}
+        local done = assert(c.batches.wait(batch.id, { interval = 0.1,
+          on_update = function(b) updates[#updates + 1] = b.status end }))
+        assert.equal("completed", done.status)
+        assert.equal("completed", updates[#updates])
+        assert.is_true(#updates >= 2)
+
+        local results = dir .. "/" .. provider .. "-results.jsonl"
+        local got = assert(c.files.download(done.output_file_id, results))
+        assert.equal(results, got.path)
+        local lines = read_lines(results)
+        assert.equal(3, #lines)
+        local ids = {}
+        for _, l in ipairs(lines) do ids[cjson.decode(l).custom_id] = true end
+        assert.same({ r1 = true, r2 = true, r4 = true }, ids)
+
+        local errors_path = dir .. "/" .. provider .. "-errors.jsonl"
+        assert(c.files.download(done.error_file_id, errors_path))
+        local errs = read_lines(errors_path)
+        assert.equal(1, #errs)
+        assert.equal("r3", cjson.decode(errs[1]).custom_id)
+        assert.same({ provider .. "-results.jsonl" }, leftovers(results))
+      end)
+
+      it("cancels a running batch", function()
+        local c = client()
+        if not c then return pending("the stand-in has no " .. provider .. " dialect") end
+        s:call("POST", "/config", { step_seconds = 5 })
+        local file = assert(c.files.upload({ file = input }))
+        local batch = assert(c.batches.create({ input_file_id = file.id }))
+        local cancelled = assert(c.batches.cancel(batch.id))
+        assert.truthy(({ cancelling = true, cancelled = true })[cancelled.status], cancelled.status)
+        local again = assert(c.batches.get(batch.id))
+        assert.equal(batch.id, again.id)
+        local found = false
+        for b in c.batches.each() do found = found or b.id == batch.id end
+        assert.is_true(found)
+      end)
+
+      it("gives up waiting at the timeout", function()
+        local c = client()
+        if not c then return pending("the stand-in has no " .. provider .. " dialect") end
+        s:call("POST", "/config", { step_seconds = 30 })
+        local file = assert(c.files.upload({ file = input }))
+        local batch = assert(c.batches.create({ input_file_id = file.id }))
+        local done, msg, info = c.batches.wait(batch.id, { interval = 0.05, timeout = 0.3 })
+        assert.is_nil(done)
+        assert.equal("timeout", info.kind)
+        assert.truthy(msg:find(batch.id, 1, true))
+      end)
+
+      it("leaves nothing at the target when a download is cut off", function()
+        local c = client()
+        if not c then return pending("the stand-in has no " .. provider .. " dialect") end
+        local file = assert(c.files.upload({ file = input }))
+        local batch = assert(c.batches.create({ input_file_id = file.id }))
+        local done = assert(c.batches.wait(batch.id, { interval = 0.1 }))
+        local path = s.urls[provider]:match("^https?://[^/]+(.*)$") .. "/files/" .. done.output_file_id .. "/content"
+        if done.output_file_id:match("^https?://") then path = done.output_file_id:match("^https?://[^/]+(.*)$") end
+        s:fault("GET", path, { { truncate = 10, count = 3 } })
+        local target = dir .. "/" .. provider .. "-cut.jsonl"
+        local got, _, info = c.files.download(done.output_file_id, target)
+        assert.is_nil(got)
+        assert.equal("network", info.kind)
+        assert.is_false(exists(target))
+        assert.same({}, leftovers(target))
+      end)
+    end)
+  end
+
+  it("fetches a SiliconFlow result URL without sending the key", function()
+    s:call("POST", "/config", { step_seconds = 0.1, siliconflow_output_urls = true })
+    local c = moonbatch.new({ base_url = s.urls.siliconflow, api_key = KEY })
+    local file = assert(c.files.upload({ file = input }))
+    local batch = assert(c.batches.create({ input_file_id = file.id }))
+    local done = assert(c.batches.wait(batch.id, { interval = 0.1 }))
+    assert.matches("^http://", done.output_file_id)
+    local target = dir .. "/url-results.jsonl"
+    assert(c.files.download(done.output_file_id, target))
+    assert.equal(3, #read_lines(target))
+    local log = s:log()
+    assert.equal("missing", log[#log].auth)
+  end)
+
+  it("waits out SiliconFlow's 404 right after completion", function()
+    s:call("POST", "/config", { step_seconds = 0.1, content_404_seconds = 1 })
+    local slept = 0
+    local c = moonbatch.new({ base_url = s.urls.siliconflow, api_key = KEY, sleep = function(t)
+      slept = slept + t
+      require("moonbatch.core").sleep(math.min(t, 0.5))
+    end })
+    local file = assert(c.files.upload({ file = input }))
+    local done = assert(c.batches.wait(assert(c.batches.create({ input_file_id = file.id })).id, { interval = 0.1 }))
+    local target = dir .. "/late-results.jsonl"
+    assert(c.files.download(done.output_file_id, target))
+    assert.equal(3, #read_lines(target))
+    assert.is_true(slept >= 2)
+  end)
+end)
