@@ -24,7 +24,7 @@ build = {
   type = "builtin",
   modules = {
     ["moonbatch.core"] = {
-      sources = { "csrc/buffer.c", "csrc/core.c", "csrc/ops.c", "csrc/options.c",
+      sources = { "csrc/buffer.c", "csrc/core.c", "csrc/multi.c", "csrc/ops.c", "csrc/options.c",
                   "csrc/reply.c", "csrc/session.c", "csrc/transfer.c", "csrc/validate.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl" },

@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 
 #include "compat.h"
+#include "multi.h"
 #include "ops.h"
 #include "session.h"
 #include "transfer.h"
@@ -35,6 +36,12 @@ static int core_session(lua_State *L)
 {
     session_new(L);
     return 1;
+}
+
+/* core.multi(): a set of concurrent transfers on one connection pool */
+static int core_multi(lua_State *L)
+{
+    return multi_new(L);
 }
 
 /* core.now(): seconds on a monotonic clock, for measuring waits and deadlines */
@@ -74,6 +81,7 @@ static int core_sleep(lua_State *L)
 static const luaL_Reg core_functions[] = {
     {"request", core_request},
     {"session", core_session},
+    {"multi", core_multi},
     {NULL, NULL}};
 
 static const luaL_Reg plain_functions[] = {
@@ -125,6 +133,7 @@ int luaopen_moonbatch_core(lua_State *L)
     lua_remove(L, -3);
     up = lua_gettop(L) - 1;
     session_open(L, 2); /* a session's request method needs decode and encode */
+    multi_open(L, 2);
     session_new(L);
 
     lua_newtable(L);

@@ -13,7 +13,7 @@ static const char *const passed_through[] = {
     "max_reply_bytes", "cainfo", NULL};
 
 #define COMMON_OPTIONS \
-    "base_url", "api_key", "path", "headers", "session", "timeout", "connect_timeout", \
+    "base_url", "api_key", "path", "headers", "session", "prepare", "timeout", "connect_timeout", \
         "low_speed_limit", "low_speed_time", "on_progress", "max_reply_bytes", "cainfo"
 
 static const char *const upload_options[] = {COMMON_OPTIONS, "file", "purpose", "filename",
@@ -79,10 +79,16 @@ static int new_request(lua_State *L, int opts, const char *who, const char *meth
     return req;
 }
 
-/* ** run the request table at `req` on opts.session or the default session (upvalue 3) */
+/* ** run the request table at `req` on opts.session or the default session (upvalue 3); with
+ * opts.prepare, return the table instead, for a scheduler to run (it holds the bearer key) */
 static int run(lua_State *L, int opts, int req, const char *who)
 {
     session *s;
+    if (options_get(L, opts, "prepare", LUA_TBOOLEAN, who) && lua_toboolean(L, -1)) {
+        lua_pushvalue(L, req);
+        return 1;
+    }
+    lua_pop(L, 1);
     if (options_get(L, opts, "session", LUA_TUSERDATA, who))
         s = session_check(L, -1, "option 'session'");
     else

@@ -33,6 +33,9 @@ transfer *transfer_new(lua_State *L)
 
 void transfer_release(lua_State *L, transfer *t)
 {
+    if (t->multi != NULL && t->easy != NULL)
+        curl_multi_remove_handle(t->multi, t->easy);
+    t->multi = NULL;
     if (t->easy != NULL) {
         /* the handle goes back to its session: unbind what is freed below. Callers release
          * before the session can be closed, so the handle is alive here. */
@@ -44,6 +47,9 @@ void transfer_release(lua_State *L, transfer *t)
     t->headers = NULL;
     curl_mime_free(t->mime);
     t->mime = NULL;
+    if (t->owns_easy && t->easy_owned != NULL)
+        curl_easy_cleanup(t->easy_owned);
+    t->easy_owned = NULL;
     buffer_free(&t->head);
     buffer_free(&t->body);
     if (t->out != NULL)
@@ -149,7 +155,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
                        curl_off_t ulnow)
 {
     transfer *t = (transfer *)ud;
-    lua_State *L = t->L;
+    lua_State *L = *t->runner;
     curl_off_t done = dlnow, total = dltotal;
     if (t->mime != NULL || ultotal > 0) {
         done = ulnow;
@@ -429,6 +435,8 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
     }
     if (t->progress_ref != LUA_NOREF) {
         t->L = L;
+        if (t->runner == NULL)
+            t->runner = &t->L;
         t->last_done = t->last_total = -1;
         curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(easy, CURLOPT_XFERINFODATA, t);

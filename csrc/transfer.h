@@ -22,6 +22,10 @@ typedef struct transfer {
     size_t max_reply;            /* cap on the body, in bytes */
     int too_large;               /* the write callback refused a body over max_reply */
     lua_State *L;                /* the thread running the transfer, for the progress callback */
+    lua_State **runner;          /* where to find that thread: &L, or the multi's current one */
+    CURLM *multi;                /* the multi handle the transfer is added to, or NULL */
+    int owns_easy;               /* the easy handle is the transfer's own (multi transfers) */
+    CURL *easy_owned;            /* that handle, kept for cleanup once `easy` is unbound */
     int progress_ref;            /* LUA_NOREF or the on_progress function */
     int error_ref;               /* LUA_NOREF or the error raised by on_progress */
     curl_off_t last_done, last_total;
@@ -43,7 +47,8 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
  * count. `decode_idx` is the stack index of the JSON decode function. Raises the error that
  * on_progress raised, if any. The caller releases the transfer. */
 int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx);
-/* ** release every resource; idempotent */
+/* ** release every resource (a multi transfer leaves its multi and frees its own handle);
+ * idempotent */
 void transfer_release(lua_State *L, transfer *t);
 /* ** register the transfer metatable */
 void transfer_open(lua_State *L);

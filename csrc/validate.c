@@ -6,13 +6,19 @@
  * line of any length costs no more memory than the few values it captures (top-level keys,
  * custom_id, method, url, body.model).
  *
+ * Speed (about 2 GB/s on 1 KiB lines): strings, most of every line, go 16 bytes at a time
+ * (SSE2, else 8 with bit tricks) and CJK text a character at a time; only top-level keys and
+ * body's are matched; the custom_id set is looked up VALIDATE_ID_QUEUE lines late, its slot
+ * prefetched, and a duplicate's problem is put back in its place, so the report is unchanged.
+ *
  * Caveats:
  * - Duplicate keys: the first occurrence counts for every rule; later ones are ignored.
  * - A line that is not valid JSON gets one `json` problem and no other rule is checked on it.
  *   A `utf8` problem (at most one per line) does not stop the line's other checks.
  * - "\r" is JSON whitespace, so CRLF files pass; a line of only whitespace is an empty line.
  * - A single final newline ends the last line; any other empty line is a problem.
- * - The hash sets are not seeded: a file crafted for collisions is slow, never wrong. */
+ * - Memory grows with the lines (each custom_id is kept, with about 30 bytes of overhead), not
+ *   with their length. The hash sets are not seeded: colliding ids are slow, never wrong. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,6 +308,9 @@ static int problem_after_unique(const validate_problem *p, uint64_t line)
 /* ** a problem of line `line`. `late`: it was found after problems that follow it (a deferred
  * custom_id_unique), so it goes in its place; the first config.max_problems are kept, all are
  * counted. */
+static void problem_at(validate_scanner *v, uint64_t line, int late, const char *rule,
+                       const char *format, va_list ap) PRINTF_LIKE(5, 0);
+
 static void problem_at(validate_scanner *v, uint64_t line, int late, const char *rule,
                        const char *format, va_list ap)
 {

@@ -5,6 +5,7 @@ local args = require("moonbatch.args")
 local errors = require("moonbatch.errors")
 local objects = require("moonbatch.objects")
 local retry = require("moonbatch.retry")
+local scheduler = require("moonbatch.scheduler")
 local validate = require("moonbatch.validate")
 
 local client = {}
@@ -50,6 +51,26 @@ local function copy(t)
   local out = {}
   for k, v in pairs(t or {}) do out[k] = v end
   return out
+end
+
+-- one exchange, through the scheduler inside one of its tasks, else on the client's session
+local function perform(self, req)
+  if scheduler.current() then
+    req.session = nil
+    return scheduler.request(req)
+  end
+  req.session = self.session
+  return core.request(req)
+end
+
+-- a wait between attempts or polls: other tasks run meanwhile inside a scheduler (unless the
+-- caller gave its own sleep, as tests do)
+local function pause(self, seconds)
+  if scheduler.current() and self.sleep == core.sleep then
+    scheduler.sleep(seconds)
+  else
+    self.sleep(seconds)
+  end
 end
 
 -- one attempt: the operation's value, or nil and the fields of an error
@@ -132,14 +153,14 @@ function client.call(self, op)
         (" (deadline of %gs leaves no time to retry)"):format(self.deadline)
       return nil, errors.make(ctx, fields)
     end
-    self.sleep(wait)
+    pause(self, wait)
   end
 end
 
 -- options moonbatch.core takes from the client on every exchange
 local function transport(self, timeout, headers, on_progress)
   return {
-    base_url = self.base_url, api_key = self.api_key, session = self.session,
+    base_url = self.base_url, api_key = self.api_key, prepare = true,
     timeout = timeout, connect_timeout = self.connect_timeout, headers = headers,
     on_progress = on_progress or self.on_progress, cainfo = self.cainfo,
     max_reply_bytes = self.max_reply_bytes,
@@ -158,9 +179,9 @@ local function exchange(self, method, path, query, extra)
   return function(timeout, headers)
     local h = copy(headers)
     if self.api_key then h.Authorization = "Bearer " .. self.api_key end
-    return core.request(with({
+    return perform(self, with({
       method = method, url = self.base_url .. path, query = query, headers = h,
-      session = self.session, timeout = timeout, connect_timeout = self.connect_timeout,
+      timeout = timeout, connect_timeout = self.connect_timeout,
       cainfo = self.cainfo, max_reply_bytes = self.max_reply_bytes,
     }, extra or {}))
   end
@@ -198,10 +219,10 @@ local function files_upload(self, opts)
   return client.call(self, {
     method = "POST", path = p.upload_path,
     run = function(timeout, headers)
-      return core.files.upload(with(transport(self, timeout, headers, opts.on_progress), {
+      return perform(self, core.files.upload(with(transport(self, timeout, headers, opts.on_progress), {
         path = p.upload_path, file = opts.file, filename = opts.filename,
         purpose = opts.purpose or p.batch_purpose, fields = fields,
-      }))
+      })))
     end,
     parse = p.file,
   })
@@ -225,9 +246,9 @@ local function files_list(self, opts)
   return client.call(self, {
     method = "GET", path = p.files_path,
     run = function(timeout, headers)
-      return core.files.list(with(transport(self, timeout, headers), {
+      return perform(self, core.files.list(with(transport(self, timeout, headers), {
         path = p.files_path, purpose = query.purpose, limit = query.limit, after = query.after,
-      }))
+      })))
     end,
     parse = function(body) return p.files_page(body, wanted) end,
   })
@@ -312,9 +333,9 @@ local function files_download(self, id, path, opts)
       local h = copy(headers)
       -- a result URL is fetched as it is: the key goes only to the provider's own API
       if self.api_key and not url_given then h.Authorization = "Bearer " .. self.api_key end
-      return core.request({
+      return perform(self, {
         url = url_given and id or (self.base_url .. op_path), headers = h, output = temp,
-        session = self.session, timeout = timeout, connect_timeout = self.connect_timeout,
+        timeout = timeout, connect_timeout = self.connect_timeout,
         cainfo = self.cainfo, on_progress = opts.on_progress or self.on_progress,
       })
     end,
@@ -343,8 +364,36 @@ local function files_download(self, id, path, opts)
     if not (info.status == 404 and grace_ends and self.clock() + 2 <= grace_ends) then
       return nil, msg, info
     end
-    self.sleep(2)
+    pause(self, 2)
   end
+end
+
+local many_spec = { concurrency = "integer", validate = "boolean" }
+
+-- upload every file of `list` ({ {file = ...}, ... }, each as files.upload takes), at most
+-- `concurrency` at once on one connection pool; results in order: {file = File} or
+-- {error = msg, info = info}
+local function files_upload_many(self, list, opts)
+  if type(list) ~= "table" then
+    error(("files.upload_many: bad argument #1 (table expected, got %s)"):format(type(list)), 3)
+  end
+  args.check("files.upload_many", opts, many_spec)
+  opts = opts or {}
+  local fns = {}
+  for i, one in ipairs(list) do
+    if type(one) ~= "table" then
+      error(("files.upload_many: bad item %d (table expected, got %s)"):format(i, type(one)), 3)
+    end
+    local o = copy(one)
+    if o.validate == nil then o.validate = opts.validate end
+    args.check("files.upload_many", o, upload_spec, { "file" })
+    fns[i] = function() return files_upload(self, o) end
+  end
+  local out = {}
+  for i, r in ipairs(scheduler.run(fns, { concurrency = opts.concurrency })) do
+    out[i] = r[1] and { file = r[1] } or { error = r[2], info = r[3] }
+  end
+  return out
 end
 
 -------------------------------------------------------------------------------- batches
@@ -359,9 +408,9 @@ local function batches_create(self, opts)
   return client.call(self, {
     method = "POST", path = p.batches_path,
     run = function(timeout, headers)
-      return core.batches.create(with(with(transport(self, timeout, headers), body), {
+      return perform(self, core.batches.create(with(with(transport(self, timeout, headers), body), {
         path = p.batches_path,
-      }))
+      })))
     end,
     parse = p.batch,
   })
@@ -441,7 +490,7 @@ local function batches_wait(self, id, opts)
         { kind = "timeout", retryable = true, message = ("batch %s still %s after %gs of waiting")
           :format(id, batch.status, now - started) })
     end
-    self.sleep(ends and math.min(interval, ends - now) or interval)
+    pause(self, ends and math.min(interval, ends - now) or interval)
     interval = math.min(interval * 1.5, max_interval)
   end
 end
@@ -488,6 +537,7 @@ function client.new(opts)
     get = function(id) return files_get(self, id) end,
     delete = function(id) return files_delete(self, id) end,
     download = function(id, path, o) return files_download(self, id, path, o) end,
+    upload_many = function(list, o) return files_upload_many(self, list, o) end,
   }
   self.batches = {
     create = function(o) return batches_create(self, o) end,

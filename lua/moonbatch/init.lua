@@ -14,6 +14,13 @@ function moonbatch.new(opts)
   return client.new(opts)
 end
 
+--- Run functions as concurrent tasks: their moonbatch calls share one connection pool and
+-- overlap; returns each function's results, packed ({n = k, ...}), in order.
+-- opts: { concurrency = 8 }.
+function moonbatch.concurrently(fns, opts)
+  return require("moonbatch.scheduler").run(fns, opts)
+end
+
 --- Check a batch input file before upload: see moonbatch.validate.
 function moonbatch.validate(path, opts)
   return require("moonbatch.validate")(path, opts)
