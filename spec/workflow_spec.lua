@@ -161,6 +161,29 @@ describe("a whole batch job", function()
     end)
   end
 
+  it("follows OpenAI's cursor pages with after = last_id", function()
+    local c = moonbatch.new({ provider = "openai", base_url = s.urls.openai, api_key = KEY })
+    local ids = {}
+    for i = 1, 5 do ids[i] = assert(c.files.upload({ file = input })).id end
+    local seen = {}
+    for f in c.files.each({ limit = 2 }) do seen[#seen + 1] = f.id end
+    assert.equal(5, #seen)
+    local afters = {}
+    for _, e in ipairs(s:log()) do
+      if e.method == "GET" then afters[#afters + 1] = e.query.after or "-" end
+    end
+    assert.same({ "-", seen[2], seen[4] }, afters)
+  end)
+
+  it("raises when a page claims more but brings none, instead of stopping silently", function()
+    s:fault("GET", "/openai/v1/files", { { status = 200, content_type = "application/json",
+      body = '{"object":"list","data":[],"first_id":null,"last_id":null,"has_more":true}' } })
+    local c = moonbatch.new({ provider = "openai", base_url = s.urls.openai, api_key = KEY })
+    assert.has_error(function()
+      for _ in c.files.each() do end
+    end, "moonbatch: openai GET /files: the server says more files follow but sent none")
+  end)
+
   it("fetches a SiliconFlow result URL without sending the key", function()
     s:call("POST", "/config", { step_seconds = 0.1, siliconflow_output_urls = true })
     local c = moonbatch.new({ base_url = s.urls.siliconflow, api_key = KEY })
