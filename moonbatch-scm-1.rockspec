@@ -40,6 +40,7 @@ build = {
     ["moonbatch.progress"] = "lua/moonbatch/progress.lua",
     ["moonbatch.provider"] = "lua/moonbatch/provider.lua",
     ["moonbatch.retry"] = "lua/moonbatch/retry.lua",
+    ["moonbatch.scheduler"] = "lua/moonbatch/scheduler.lua",
     ["moonbatch.validate"] = "lua/moonbatch/validate.lua",
     ["moonbatch.providers.openai"] = "lua/moonbatch/providers/openai.lua",
     ["moonbatch.providers.siliconflow"] = "lua/moonbatch/providers/siliconflow.lua",

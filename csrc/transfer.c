@@ -401,6 +401,11 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
 #endif
     curl_easy_setopt(easy, CURLOPT_USERAGENT, "moonbatch/0.1 libcurl/" LIBCURL_VERSION);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* stated, not assumed: TLS peers are verified, and redirects are never followed (so the
+     * Authorization header cannot travel to another host) */
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);

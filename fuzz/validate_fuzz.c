@@ -4,8 +4,9 @@
  * short) a byte at a time. The scanner keeps all of its state between feeds, so the three
  * reports must be identical. The report is also checked against what can be counted directly
  * (lines, bytes), against its own invariants (messages name their line, one line each, lines in
- * order, at most max_problems kept), and line by line against a plain recursive-descent
- * reference grammar (the json, object, utf8 and empty_line verdicts).
+ * order, at most max_problems kept, and those the first of all problems), and line by line
+ * against a plain recursive-descent reference grammar (the json, object, utf8 and empty_line
+ * verdicts).
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
  *         -DVALIDATE_CORE_ONLY -Icsrc fuzz/validate_fuzz.c csrc/validate.c -o validate_fuzz
@@ -380,7 +381,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     validate_config cfg;
     validate_scanner whole, pieces, bytes;
     const uint8_t *file;
-    size_t n;
+    size_t n, i;
     if (size < 2)
         return 0;
     config_from(data[0], &cfg);
@@ -399,6 +400,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         compare(&whole, &bytes);
         validate_release(&bytes);
     }
+    /* the kept problems are the first of all of them, in order */
+    cfg.max_problems = VALIDATE_NO_LIMIT;
+    run(&bytes, &cfg, file, n, 0);
+    if (bytes.problem_total != whole.problem_total || bytes.problem_count != bytes.problem_total)
+        abort();
+    for (i = 0; i < whole.problem_count; i++)
+        if (bytes.problems[i].line != whole.problems[i].line ||
+            strcmp(bytes.problems[i].message, whole.problems[i].message) != 0)
+            abort();
+    check_grammar(&bytes, file, n);
+    validate_release(&bytes);
     validate_release(&whole);
     return 0;
 }

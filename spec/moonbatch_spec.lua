@@ -72,12 +72,12 @@ describe("moonbatch", function()
     end)
 
     it("takes the base URL from MOONBATCH_BASE_URL", function()
-      local p = io.popen(("MOONBATCH_BASE_URL=http://example.test/v1 %s -e %q"):format(arg[-1],
+      local p = io.popen(("MOONBATCH_BASE_URL=https://example.test/v1 %s -e %q"):format(arg[-1],
         "package.path='lua/?.lua;lua/?/init.lua;'..package.path; package.cpath='" ..
         package.cpath:match("^[^;]+") .. ";'..package.cpath; io.write(require('moonbatch').new{}.base_url)"))
       local out = p:read("*a")
       p:close()
-      assert.equal("http://example.test/v1", out)
+      assert.equal("https://example.test/v1", out)
     end)
 
     it("returns a plain table and touches no global", function()

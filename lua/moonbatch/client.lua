@@ -17,7 +17,7 @@ for _, name in ipairs(client.providers) do known_provider[name] = true end
 local option_types = {
   provider = "string", api_key = "string", base_url = "string", timeout = "number",
   connect_timeout = "number", max_retries = "integer", deadline = "number", headers = "table",
-  on_progress = "function", cainfo = "string", max_reply_bytes = "number",
+  on_progress = "function", cainfo = "string", max_reply_bytes = "number", allow_http = "boolean",
   -- seams for tests and schedulers: the clock and sleep the retries use, and their jitter
   clock = "function", sleep = "function", random = "function",
 }
@@ -53,14 +53,50 @@ local function copy(t)
   return out
 end
 
+--- Plain HTTP only to this machine, unless allowed: the key and the data would cross the network
+-- in clear. Returns nil or the reason a URL is refused.
+function client.insecure(url, allow_http)
+  local scheme, host = url:match("^(%a[%w+.-]*)://%[([^%]]*)%]")
+  if not scheme then scheme, host = url:match("^(%a[%w+.-]*)://([^/:?#]*)") end
+  scheme = scheme and scheme:lower()
+  if scheme == "https" then return nil end
+  if scheme ~= "http" then return ("'%s' is not an http(s) URL"):format(url) end
+  if allow_http or host == "localhost" or host == "::1" or (host or ""):match("^127%.") then
+    return nil
+  end
+  return ("plain HTTP to %s would send the API key and data in clear (use https, or allow_http = true)")
+    :format(host)
+end
+
+local debug_log = os.getenv("MOONBATCH_LOG") == "debug"
+
+-- MOONBATCH_LOG=debug: one line per exchange on stderr, the key redacted
+local function log_exchange(self, req, body, res, info)
+  if not debug_log then return end
+  local headers = {}
+  for k, v in pairs(req.headers or {}) do
+    if k:lower() == "authorization" then v = v:gsub("%s.*$", " [redacted]") end
+    headers[#headers + 1] = k .. ": " .. v
+  end
+  table.sort(headers)
+  local outcome = body ~= nil and ("HTTP %d"):format(res.status) or ("failed: %s (%s)"):format(res, info.kind)
+  local line = ("moonbatch: debug: %s %s [%s] -> %s\n"):format(req.method or "GET", req.url,
+    table.concat(headers, "; "), outcome)
+  io.stderr:write((errors.redact(line, self.api_key)))
+end
+
 -- one exchange, through the scheduler inside one of its tasks, else on the client's session
 local function perform(self, req)
+  local body, res, info
   if scheduler.current() then
     req.session = nil
-    return scheduler.request(req)
+    body, res, info = scheduler.request(req)
+  else
+    req.session = self.session
+    body, res, info = core.request(req)
   end
-  req.session = self.session
-  return core.request(req)
+  log_exchange(self, req, body, res, info)
+  return body, res, info
 end
 
 -- a wait between attempts or polls: other tasks run meanwhile inside a scheduler (unless the
@@ -325,6 +361,11 @@ local function files_download(self, id, path, opts)
   opts = opts or {}
   local p = self.provider
   local url_given = id:match("^https?://") ~= nil
+  local refused = url_given and client.insecure(id, self.allow_http)
+  if refused then
+    return nil, errors.make({ provider = p.name, method = "GET", path = id, url = id, secret = self.api_key },
+      { kind = "validation", attempts = 0, message = refused })
+  end
   local op_path = url_given and id or (p.files_path .. "/" .. escape_id("files.download", id) .. "/content")
   local temp = temporary_beside(path)
   local op = {
@@ -513,6 +554,8 @@ function client.new(opts)
     end
   end
   local base_url = opts.base_url or env("MOONBATCH_BASE_URL") or p.base_url
+  local refused = client.insecure(base_url, opts.allow_http)
+  if refused then error("moonbatch.new: bad base_url: " .. refused, 2) end
   local self = {
     provider = p,
     api_key = nonempty(opts.api_key) or env(p.key_env) or env("MOONBATCH_API_KEY"),
@@ -525,6 +568,7 @@ function client.new(opts)
     on_progress = opts.on_progress,
     cainfo = opts.cainfo,
     max_reply_bytes = opts.max_reply_bytes,
+    allow_http = opts.allow_http,
     clock = opts.clock or core.now,
     sleep = opts.sleep or core.sleep,
     random = opts.random or math.random,
