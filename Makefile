@@ -49,11 +49,20 @@ test: deps
 	@scripts/install-prism
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
 	@$(MAKE) --no-print-directory LUA_VERSION=5.1 build
+	@$(MAKE) --no-print-directory LUA_VERSION=5.2 build
+	@$(MAKE) --no-print-directory LUA_VERSION=5.3 build
 	@scripts/run-tests
 
 demo: deps
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
 	@scripts/demo
+
+# the HTML API reference of the Lua layer, from its doc comments, into build/docs/ (see config.ld)
+.PHONY: docs
+docs:
+	@scripts/install-deps lua-ldoc
+	@rm -rf build/docs
+	ldoc .
 
 # install the rock into ROCK_TREE (lua-cjson comes from Debian, hence --deps-mode=none)
 rock:

@@ -16,10 +16,19 @@ describe("the rock", function()
     assert.is_true(ok == true or ok == 0, out)
 
     -- only the tree's paths: the checkout's lua/ and build/ must not be what loads
+    -- (plain Lua 5.1 has no package.searchpath: the script carries a stand-in for it)
     local script = [[
+      local searchpath = package.searchpath or function(name, path)
+        name = name:gsub("%.", "/")
+        for template in path:gmatch("[^;]+") do
+          local file = template:gsub("%?", name)
+          local f = io.open(file)
+          if f then f:close() return file end
+        end
+      end
       local m = require("moonbatch")
-      local core = package.searchpath("moonbatch.core", package.cpath)
-      local lua = package.searchpath("moonbatch", package.path)
+      local core = searchpath("moonbatch.core", package.cpath)
+      local lua = searchpath("moonbatch", package.path)
       io.write(m.version, " ", core, " ", lua)
     ]]
     local cmd = ("cd / && LUA_PATH='%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;;' " ..
