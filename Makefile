@@ -69,6 +69,16 @@ rock:
 	luarocks --lua-version=$(LUA_VERSION) --tree=$(ROCK_TREE) make --deps-mode=none \
 		moonbatch-scm-1.rockspec CURL_INCDIR=$(CURL_HEADER_DIR)
 
+# benchmarks against curl, wrk and the openai npm SDK (not part of make test); CASES picks some
+.PHONY: bench check-asan
+bench: deps
+	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
+	@scripts/bench $(CASES)
+
+# the whole suite against moonbatch.core built with AddressSanitizer and UBSan
+check-asan: deps
+	@scripts/check-asan
+
 lint:
 	luacheck lua bin/moonbatch spec examples
 
