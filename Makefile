@@ -70,14 +70,10 @@ rock:
 		moonbatch-scm-1.rockspec CURL_INCDIR=$(CURL_HEADER_DIR)
 
 # benchmarks against curl, wrk and the openai npm SDK (not part of make test); CASES picks some
-.PHONY: bench check-asan
+.PHONY: bench
 bench: deps
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
 	@scripts/bench $(CASES)
-
-# the whole suite against moonbatch.core built with AddressSanitizer and UBSan
-check-asan: deps
-	@scripts/check-asan
 
 lint:
 	luacheck lua bin/moonbatch spec examples
