@@ -2,7 +2,6 @@
 -- Files replies come in an envelope {code, message, status, data}; batch replies do not. The
 -- upload says createdAt, the list created_at. 401/403/404 bodies are bare strings. The file
 -- list has no cursor; 50505 means "overloaded, try again" whatever the HTTP status.
-local objects = require("moonbatch.objects")
 local provider = require("moonbatch.provider")
 
 local P = provider.define({
@@ -28,10 +27,10 @@ local function unwrap(body)
   if body.data == nil and body.code == nil then
     return body -- not enveloped
   end
-  body = objects.clean(body)
+  -- read in place: the payload is cleaned once, where it becomes canonical objects
   local code = tonumber(body.code)
   if body.status == false or (code and code ~= OK) then
-    return nil, { kind = "api", code = code and tostring(code),
+    return nil, { kind = "api", code = code and ("%d"):format(code),
                   message = type(body.message) == "string" and body.message or "request failed",
                   provider_retryable = code == OVERLOADED }
   end
