@@ -3,6 +3,12 @@
 -- usage errors, the API key's handling, `run` end to end per provider, Ctrl-C, and the progress
 -- bar and status line on a real pseudo-terminal (tmux).
 local cjson = require("cjson")
+local shell = require("spec.support.shell")
+local quote = shell.quote
+local capture = shell.capture
+local read_file = shell.read_file
+local write_file = shell.write_file
+local succeeded = shell.succeeded
 local standin = require("spec.standin_helper")
 
 local KEY = "sk-standin"
@@ -11,36 +17,6 @@ local MOONBATCH = "lua5.4 bin/moonbatch"
 local CLEAN_ENV = "env -u SILICONFLOW_API_KEY -u TOGETHER_API_KEY -u OPENAI_API_KEY -u MOONBATCH_API_KEY " ..
   "-u MOONBATCH_BASE_URL -u MOONBATCH_PROVIDER -u MOONBATCH_PROGRESS -u LUA_PATH -u LUA_CPATH " ..
   "-u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_INIT -u LUA_INIT_5_4 -u COLUMNS"
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function succeeded(a, _, code)
-  if type(a) == "number" then return a == 0 end
-  return a == true and code == 0
-end
-
-local function capture(command)
-  local p = assert(io.popen(command, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
 
 local function exists(path)
   return read_file(path) ~= nil
@@ -742,9 +718,9 @@ describe("moonbatch (the command line)", function()
     local function on_screen(args)
       socket = dir .. "/tmux.socket"
       local env = ("TERM=xterm MOONBATCH_API_KEY=%s MOONBATCH_BASE_URL=%s"):format(KEY, quote(s.urls.siliconflow))
-      local shell = ("%s %s %s %s; echo __END__ $?; sleep 60"):format(CLEAN_ENV, env, MOONBATCH, words(args))
+      local command = ("%s %s %s %s; echo __END__ $?; sleep 60"):format(CLEAN_ENV, env, MOONBATCH, words(args))
       assert(succeeded(os.execute(("TERM=xterm tmux -S %s -f /dev/null new-session -d -s mb -x 100 -y 40 %s")
-        :format(quote(socket), quote(shell)))))
+        :format(quote(socket), quote(command)))))
       local screen
       for _ = 1, 500 do
         screen = capture(("tmux -S %s capture-pane -p -t mb -S -100 2>/dev/null"):format(quote(socket)))

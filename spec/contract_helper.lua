@@ -25,54 +25,18 @@
 -- it is missing (or the lock changed) and otherwise returns at once.
 -- Needs lua-cjson, node, and the curl, setsid, sh and coreutils commands.
 local cjson = require("cjson")
+local shell = require("spec.support.shell")
+local quote = shell.quote
+local capture = shell.capture
+local read_file = shell.read_file
+local trim = shell.trim
+local execute = shell.execute
+local own_pid = shell.own_pid
 
 local M = {}
 
 local Mock = {}
 Mock.__index = Mock
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function succeeded(a, _, code)
-  if type(a) == "number" then return a == 0 end   -- Lua 5.1
-  return a == true and code == 0
-end
-
-local function execute(command)
-  return succeeded(os.execute(command))
-end
-
-local function capture(command)
-  local p = assert(io.popen(command, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
-
--- The pid of this Lua process (busted's): /proc/self is whoever opens it, here we ourselves.
-local function own_pid()
-  local f = io.open("/proc/self/stat", "r")
-  if f then
-    local pid = f:read("*n")
-    f:close()
-    if pid then return pid end
-  end
-  return tonumber(trim(capture("echo $PPID")))   -- the shell's parent is us
-end
 
 -- The start time of process `pid` (field 22 of /proc/PID/stat, clock ticks since boot), which
 -- tells it from a later process given the same pid; nil without /proc.

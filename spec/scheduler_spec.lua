@@ -59,7 +59,8 @@ describe("concurrent operations", function()
   end)
 
   it("retries inside a task as a single call does, with one idempotency key per upload", function()
-    s:fault("POST", "/siliconflow/v1/files", { { status = 503, retry_after_ms = "100" }, { status = 429, retry_after_ms = "50" } })
+    s:fault("POST", "/siliconflow/v1/files",
+      { { status = 503, retry_after_ms = "100" }, { status = 429, retry_after_ms = "50" } })
     local results = client().files.upload_many({ { file = files[1] }, { file = files[2] }, { file = files[3] } },
       { concurrency = 3 })
     for _, r in ipairs(results) do assert.equal("file", r.file.object) end

@@ -15,54 +15,18 @@
 -- The stand-in watches this process (--watch-pid), so an aborted run leaves no nginx behind.
 -- Needs only lua-cjson and the curl and coreutils commands.
 local cjson = require("cjson")
+local shell = require("spec.support.shell")
+local quote = shell.quote
+local capture = shell.capture
+local read_file = shell.read_file
+local trim = shell.trim
+local execute = shell.execute
+local own_pid = shell.own_pid
 
 local M = {}
 
 local Standin = {}
 Standin.__index = Standin
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function succeeded(a, _, code)
-  if type(a) == "number" then return a == 0 end   -- Lua 5.1
-  return a == true and code == 0
-end
-
-local function execute(command)
-  return succeeded(os.execute(command))
-end
-
-local function capture(command)
-  local p = assert(io.popen(command, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
-
--- The pid of this Lua process (busted's): /proc/self is whoever opens it, here we ourselves.
-local function own_pid()
-  local f = io.open("/proc/self/stat", "r")
-  if f then
-    local pid = f:read("*n")
-    f:close()
-    if pid then return pid end
-  end
-  return tonumber(trim(capture("echo $PPID")))   -- the shell's parent is us
-end
 
 local function script_path()
   local source = debug.getinfo(1, "S").source

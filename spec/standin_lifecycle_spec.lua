@@ -1,6 +1,11 @@
 -- spec/standin_lifecycle_spec.lua: stand-in batches that run (states, results, cancel, expiry,
 -- failure, result URLs, the 404 window, broken downloads), per dialect, driven with curl.
 local cjson = require("cjson")
+local shell = require("spec.support.shell")
+local quote = shell.quote
+local capture = shell.capture
+local read_file = shell.read_file
+local write_file = shell.write_file
 local standin = require("spec.standin_helper")
 
 local KEY = "sk-standin-lifecycle-3b9c"
@@ -12,34 +17,9 @@ local function sh(command)
   return a == true and code == 0
 end
 
-local function capture(command)
-  local p = assert(io.popen(command, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
 -- Wall-clock seconds, with fractions.
 local function now()
   return tonumber((capture("date +%s.%N"):gsub("%s+$", "")))
-end
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
 local function keys_of(t)

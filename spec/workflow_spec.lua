@@ -163,8 +163,7 @@ describe("a whole batch job", function()
 
   it("follows OpenAI's cursor pages with after = last_id", function()
     local c = moonbatch.new({ provider = "openai", base_url = s.urls.openai, api_key = KEY })
-    local ids = {}
-    for i = 1, 5 do ids[i] = assert(c.files.upload({ file = input })).id end
+    for _ = 1, 5 do assert(c.files.upload({ file = input })) end
     local seen = {}
     for f in c.files.each({ limit = 2 }) do seen[#seen + 1] = f.id end
     assert.equal(5, #seen)

@@ -1,0 +1,59 @@
+-- spec/support/shell.lua: the small shell and file helpers the specs and their server helpers
+-- share (quoting, running commands, reading and writing files), for Lua 5.1 to 5.4.
+local shell = {}
+
+--- A string quoted for sh.
+function shell.quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- Did os.execute's results say the command succeeded (5.1 returns a number, 5.2+ three values)?
+function shell.succeeded(a, _, code)
+  if type(a) == "number" then return a == 0 end
+  return a == true and code == 0
+end
+
+--- Run a command; true when it succeeded.
+function shell.execute(command)
+  return shell.succeeded(os.execute(command))
+end
+
+--- A command's standard output.
+function shell.capture(command)
+  local p = assert(io.popen(command, "r"))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+--- A file's bytes, or nil when it cannot be read.
+function shell.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+function shell.write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+function shell.trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+--- The pid of this Lua process (busted's): /proc/self is whoever opens it, here we ourselves.
+function shell.own_pid()
+  local f = io.open("/proc/self/stat", "r")
+  if f then
+    local pid = f:read("*n")
+    f:close()
+    if pid then return pid end
+  end
+  return tonumber(shell.trim(shell.capture("echo $PPID"))) -- the shell's parent is us
+end
+
+return shell
