@@ -113,6 +113,22 @@ describe("moonbatch", function()
       assert.not_equal(k1, k3)
     end)
 
+    it("sends the caller's Idempotency-Key on batches.create, on every attempt", function()
+      local c = client()
+      local file = assert(c.files.upload({ file = input }))
+      s:reset()
+      s:fault("POST", "/siliconflow/v1/batches", { { status = 503, retry_after = "0" } })
+      local file2 = assert(c.files.upload({ file = input }))
+      local batch = assert(c.batches.create({ input_file_id = file2.id, idempotency_key = "job-abc" }))
+      assert.truthy(batch.id)
+      local keys = {}
+      for _, e in ipairs(s:log()) do
+        if e.path == "/siliconflow/v1/batches" then keys[#keys + 1] = e.headers["idempotency-key"] end
+      end
+      assert.same({ "job-abc", "job-abc" }, keys)
+      assert.truthy(file.id)
+    end)
+
     it("streams the file again from its first byte after a reset mid-upload", function()
       s:fault("POST", "/siliconflow/v1/files", { { reset_after = 50 } })
       local file = assert(client().files.upload({ file = input }))

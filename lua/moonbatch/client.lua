@@ -152,8 +152,9 @@ function client.call(self, op)
   end
   local headers = copy(self.headers)
   if op.method == "POST" then
-    -- one key per call, the same on every attempt, so a retried create is the same request
-    headers["Idempotency-Key"] = "moonbatch-" .. random_hex(16)
+    -- one key per call, the same on every attempt, so a retried create is the same request; a
+    -- caller that may repeat the call after a crash passes its own (op.idempotency_key)
+    headers["Idempotency-Key"] = op.idempotency_key or ("moonbatch-" .. random_hex(16))
   end
   local started = self.clock()
   local ends = self.deadline and started + self.deadline
@@ -440,14 +441,20 @@ end
 -------------------------------------------------------------------------------- batches
 
 local create_spec = { input_file_id = "string", endpoint = "string",
-                      completion_window = "string", metadata = "table", replace = "table" }
+                      completion_window = "string", metadata = "table", replace = "table",
+                      idempotency_key = "string" }
 
 local function batches_create(self, opts)
   args.check("batches.create", opts, create_spec, { "input_file_id" })
   local p = self.provider
+  local key = opts.idempotency_key
+  if key then
+    opts = copy(opts)
+    opts.idempotency_key = nil
+  end
   local body = p.create_options(opts)
   return client.call(self, {
-    method = "POST", path = p.batches_path,
+    method = "POST", path = p.batches_path, idempotency_key = key,
     run = function(timeout, headers)
       return perform(self, core.batches.create(with(with(transport(self, timeout, headers), body), {
         path = p.batches_path,
