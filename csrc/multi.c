@@ -107,16 +107,19 @@ static int multi_perform(lua_State *L)
     return 1;
 }
 
-/* m:wait(seconds): until a transfer can move or the time is up */
+/* m:wait(seconds) -> number of sockets ready: waits until a transfer can move or the time is
+ * up; wait(0) only looks */
 static int multi_wait(lua_State *L)
 {
     multi *m = check_multi(L);
     lua_Number s = luaL_optnumber(L, 2, 1);
     int ms = s <= 0 ? 0 : s > 3600 ? 3600000 : (int)(s * 1000 + 0.5);
-    CURLMcode code = curl_multi_poll(m->handle, NULL, 0, ms, NULL);
+    int ready = 0;
+    CURLMcode code = curl_multi_poll(m->handle, NULL, 0, ms, &ready);
     if (code != CURLM_OK)
         return luaL_error(L, "moonbatch.core: curl_multi_poll: %s", curl_multi_strerror(code));
-    return 0;
+    lua_pushinteger(L, ready);
+    return 1;
 }
 
 /* ** under lua_pcall: upvalue decode; arguments: transfer (light), code -> its results */

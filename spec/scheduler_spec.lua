@@ -123,14 +123,30 @@ describe("concurrent operations", function()
     assert.equal("list", results[4][1].object)
   end)
 
-  it("raises the error a task raised, and refuses to nest", function()
+  it("raises the error a task raised", function()
     assert.has_error(function()
       moonbatch.concurrently({ function() error("task broke") end })
     end, "task broke")
+  end)
+
+  it("nests: inside a task, concurrently runs child tasks on the same loop and waits for them", function()
+    s:fault("POST", "/siliconflow/v1/files", { { delay = 0.3, count = 4 } })
+    local c = client()
+    local t0 = require("moonbatch.core").now()
     local r = moonbatch.concurrently({ function()
-      return pcall(moonbatch.concurrently, { function() end })
-    end })
-    assert.is_false(r[1][1])
+      local list = {}
+      for i = 1, 4 do list[i] = { file = files[i] } end
+      return c.files.upload_many(list, { concurrency = 4 })
+    end }, { concurrency = 1 })
+    local elapsed = require("moonbatch.core").now() - t0
+    for i = 1, 4 do assert.equal(("part-%d.jsonl"):format(i), r[1][1][i].file.filename) end
+    assert.is_true(elapsed < 1.1, ("four 0.3 s uploads took %.2fs: they did not overlap"):format(elapsed))
+    -- a child's error reaches the parent as a raise
+    local ok, err = moonbatch.concurrently({ function()
+      return pcall(moonbatch.concurrently, { function() error("child broke") end, function() return 1 end })
+    end })[1][1], nil
+    assert.is_false(ok)
+    assert.is_nil(err)
   end)
 
   it("checks its arguments", function()

@@ -34,96 +34,178 @@ function scheduler.sleep(seconds)
   resumed(coroutine.yield(TOKEN, "sleep", seconds))
 end
 
+--- A loop of tasks on one curl multi handle, driven step by step: `moonbatch.concurrently`
+-- drives it until its tasks end; an event loop (Neovim's, moonbatch.nvim) calls `step` from a
+-- timer instead, so nothing ever blocks.
+-- opts: { concurrency = 8 } (tasks running at once; more wait their turn).
+function scheduler.new(opts)
+  opts = opts or {}
+  local loop = {
+    multi = core.multi(),
+    concurrency = math.max(1, opts.concurrency or 8),
+    queue = {},   -- tasks not started yet: {fn, on_done}
+    waiting = {}, -- transfer handle -> task
+    timers = {},  -- {at, task}
+    live = 0,     -- tasks started and not ended
+  }
+  return setmetatable(loop, { __index = scheduler.loop })
+end
+
+scheduler.loop = {}
+local loop_m = scheduler.loop
+
+--- Queue `fn` as a task. When it ends, `on_done(true, {n = k, ...})` receives its results, or
+-- `on_done(false, err)` the error it raised.
+function loop_m:spawn(fn, on_done)
+  self.queue[#self.queue + 1] = { fn = fn, on_done = on_done or function() end }
+end
+
+--- Tasks started and not ended, plus those still queued.
+function loop_m:pending()
+  return self.live + #self.queue
+end
+
+-- end a task, telling its owner
+local function finish(self, task, ok, value)
+  self.live = self.live - 1
+  tasks[task.co] = nil
+  task.on_done(ok, value)
+end
+
+local join
+
+-- resume a task with the given values, then act on what it yields, until it waits or ends
+local function resume(self, task, ...)
+  local args = pack(...)
+  while true do
+    local r = pack(coroutine.resume(task.co, unpack(args, 1, args.n)))
+    if not r[1] then return finish(self, task, false, r[2]) end
+    if coroutine.status(task.co) == "dead" then
+      return finish(self, task, true, pack(unpack(r, 2, r.n)))
+    end
+    if r[2] ~= TOKEN then
+      return finish(self, task, false, "moonbatch: a task yielded something the scheduler does not know")
+    end
+    if r[3] == "request" then
+      local handle, msg, info = self.multi:add(r[4])
+      if handle then
+        self.waiting[handle] = task
+        return
+      end
+      args = pack("done", nil, msg, info)
+    elseif r[3] == "join" then
+      return join(self, task, r[4], r[5])
+    else
+      self.timers[#self.timers + 1] = { at = core.now() + r[4], task = task }
+      return
+    end
+  end
+end
+
+local function start(self, task)
+  task.co = coroutine.create(task.fn)
+  tasks[task.co] = true
+  self.live = self.live + 1
+  resume(self, task)
+end
+
+-- scheduler.run inside a task: run `fns` as child tasks (their own concurrency, outside the
+-- loop's queue so a full loop cannot starve them), then resume the parent with their results,
+-- or with the first error once the running children have ended
+join = function(self, parent, fns, opts)
+  local limit = math.max(1, (opts and opts.concurrency) or 8)
+  local results, failure, started, running, over = {}, nil, 0, 0, false
+  local start_next
+  local function child_done(i, ok, value)
+    running = running - 1
+    if ok then results[i] = value else failure = failure or value end
+    if started < #fns and not failure then
+      start_next()
+    elseif running == 0 and not over then
+      over = true
+      if failure then resume(self, parent, "raise", failure) else resume(self, parent, "done", results) end
+    end
+  end
+  start_next = function()
+    started = started + 1
+    running = running + 1
+    local i = started
+    start(self, { fn = fns[i], on_done = function(ok, value) child_done(i, ok, value) end })
+  end
+  if #fns == 0 then return resume(self, parent, "done", results) end
+  while running < limit and started < #fns and not failure do start_next() end
+end
+
+--- One round without blocking: move the transfers' bytes, resume the tasks whose transfer or
+-- wait ended, start queued tasks. Returns whether anything moved on, and the seconds until the
+-- next wait ends (nil when none; transfers need a step again soon either way).
+function loop_m:step()
+  local moved = false
+  local multi = self.multi
+  if multi:count() > 0 then multi:perform() end
+  for _, e in ipairs(multi:info()) do
+    local task = self.waiting[e.handle]
+    self.waiting[e.handle] = nil
+    if e.raised ~= nil then
+      resume(self, task, "raise", e.raised)
+    else
+      resume(self, task, "done", unpack(e, 1, e.n))
+    end
+    moved = true
+  end
+  local now, next_at = core.now(), nil
+  local timers = self.timers
+  for k = #timers, 1, -1 do
+    local t = timers[k]
+    if t.at <= now then
+      table.remove(timers, k)
+      resume(self, t.task, "done")
+      moved = true
+    elseif not next_at or t.at < next_at then
+      next_at = t.at
+    end
+  end
+  while self.live < self.concurrency and #self.queue > 0 do
+    moved = true
+    start(self, table.remove(self.queue, 1))
+  end
+  return moved, next_at and math.max(0, next_at - core.now()) or nil
+end
+
+--- Block until a transfer has news or `seconds` (at most 1) pass; returns how many of the
+-- transfers' sockets are ready (wait(0) only looks).
+function loop_m:wait(seconds)
+  seconds = math.max(0, math.min(seconds or 1, 1))
+  if self.multi:count() > 0 then return self.multi:wait(seconds) end
+  if seconds > 0 then core.sleep(seconds) end
+  return 0
+end
+
+--- Stop every transfer and forget every task.
+function loop_m:close()
+  self.multi:close()
+  self.queue, self.waiting, self.timers, self.live = {}, {}, {}, 0
+end
+
 --- Run every function of `fns` as a task, at most `opts.concurrency` (default 8) at once, and
 -- return their results in order, each packed ({n = k, ...}). A task that raises makes run raise
--- the same error once the other transfers are stopped.
+-- the same error once the other transfers are stopped. Inside a task, the functions run as
+-- child tasks of the same loop and the task waits for them.
 function scheduler.run(fns, opts)
-  opts = opts or {}
-  if scheduler.current() then error("moonbatch: a scheduler cannot run inside one of its tasks", 2) end
-  local concurrency = math.max(1, opts.concurrency or 8)
-  local multi = core.multi()
-  local results, waiting, timers = {}, {}, {}
-  local started, live, failure = 0, 0, nil
-
-  -- resume task i with the given values, then act on what it yields, until it waits or ends
-  local function step(co, i, ...)
-    local args = pack(...)
-    while true do
-      local r = pack(coroutine.resume(co, unpack(args, 1, args.n)))
-      if not r[1] then
-        failure = failure or r[2]
-        live = live - 1
-        return
-      end
-      if coroutine.status(co) == "dead" then
-        results[i] = pack(unpack(r, 2, r.n))
-        live = live - 1
-        tasks[co] = nil
-        return
-      end
-      if r[2] ~= TOKEN then
-        failure = failure or "moonbatch: a task yielded something the scheduler does not know"
-        live = live - 1
-        return
-      end
-      if r[3] == "request" then
-        local handle, msg, info = multi:add(r[4])
-        if handle then
-          waiting[handle] = { co = co, i = i }
-          return
-        end
-        args = pack("done", nil, msg, info)
-      else
-        timers[#timers + 1] = { at = core.now() + r[4], co = co, i = i }
-        return
-      end
-    end
+  -- inside a task (an event loop's, or a nested concurrently): children of the same loop
+  if scheduler.current() then return resumed(coroutine.yield(TOKEN, "join", fns, opts)) end
+  local loop = scheduler.new(opts)
+  local results, failure = {}, nil
+  for i, fn in ipairs(fns) do
+    loop:spawn(fn, function(ok, value)
+      if ok then results[i] = value else failure = failure or value end
+    end)
   end
-
-  local function start_tasks()
-    while live < concurrency and started < #fns and not failure do
-      started = started + 1
-      local co = coroutine.create(fns[started])
-      tasks[co] = true
-      live = live + 1
-      step(co, started)
-    end
+  while loop:pending() > 0 and not failure do
+    local moved, pause = loop:step()
+    if not moved and loop:pending() > 0 and not failure then loop:wait(pause) end
   end
-
-  start_tasks()
-  while live > 0 and not failure do
-    local moved = false
-    if multi:count() > 0 then multi:perform() end
-    for _, e in ipairs(multi:info()) do
-      local w = waiting[e.handle]
-      waiting[e.handle] = nil
-      if e.raised ~= nil then
-        step(w.co, w.i, "raise", e.raised)
-      else
-        step(w.co, w.i, "done", unpack(e, 1, e.n))
-      end
-      moved = true
-    end
-    local now, next_at = core.now(), nil
-    for k = #timers, 1, -1 do
-      local t = timers[k]
-      if t.at <= now then
-        table.remove(timers, k)
-        step(t.co, t.i, "done")
-        moved = true
-      elseif not next_at or t.at < next_at then
-        next_at = t.at
-      end
-    end
-    local before = started
-    start_tasks()
-    moved = moved or started > before
-    if live > 0 and not moved then
-      local pause = next_at and math.max(0, math.min(next_at - core.now(), 1)) or 1
-      if multi:count() > 0 then multi:wait(pause) else core.sleep(pause) end
-    end
-  end
-  multi:close()
+  loop:close()
   if failure then error(failure, 0) end
   return results
 end
