@@ -36,6 +36,7 @@ build = {
     ["moonbatch.cli"] = "lua/moonbatch/cli.lua",
     ["moonbatch.client"] = "lua/moonbatch/client.lua",
     ["moonbatch.errors"] = "lua/moonbatch/errors.lua",
+    ["moonbatch.ngx"] = "lua/moonbatch/ngx.lua",
     ["moonbatch.nvim"] = "lua/moonbatch/nvim.lua",
     ["moonbatch.objects"] = "lua/moonbatch/objects.lua",
     ["moonbatch.progress"] = "lua/moonbatch/progress.lua",
