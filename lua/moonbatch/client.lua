@@ -1,5 +1,6 @@
--- moonbatch.client: one client for every provider: options, the retry loop, and the operations.
+--- moonbatch.client: one client for every provider: options, the retry loop, and the operations.
 -- Each operation is one exchange through moonbatch.core, repeated by `call` under CONTRACT §6.
+-- @module moonbatch.client
 local core = require("moonbatch.core")
 local args = require("moonbatch.args")
 local errors = require("moonbatch.errors")
@@ -209,7 +210,7 @@ local function with(t, extra)
   return t
 end
 
----------------------------------------------------------------------------------- files
+-- files ------------------------------------------------------------------------------------
 
 -- a GET, POST or DELETE on a path below base_url through the generic request
 local function exchange(self, method, path, query, extra)
@@ -438,7 +439,7 @@ local function files_upload_many(self, list, opts)
   return out
 end
 
--------------------------------------------------------------------------------- batches
+-- batches ------------------------------------------------------------------------------------
 
 local create_spec = { input_file_id = "string", endpoint = "string",
                       completion_window = "string", metadata = "table", replace = "table",
@@ -543,7 +544,7 @@ local function batches_wait(self, id, opts)
   end
 end
 
---------------------------------------------------------------------------------- client
+-- client ------------------------------------------------------------------------------------
 
 local function env(name)
   return nonempty(os.getenv(name))

@@ -1,5 +1,6 @@
--- moonbatch: a client for LLM batch-inference APIs (SiliconFlow, Together AI, OpenAI-compatible).
+--- moonbatch: a client for LLM batch-inference APIs (SiliconFlow, Together AI, OpenAI-compatible).
 -- require("moonbatch") returns this plain table and touches nothing global.
+-- @module moonbatch
 local client = require("moonbatch.client")
 local core = require("moonbatch.core")
 

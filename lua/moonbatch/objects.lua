@@ -1,4 +1,5 @@
--- moonbatch.objects: the canonical File, Batch and Page shapes (OpenAI's), built from any dialect.
+--- moonbatch.objects: the canonical File, Batch and Page shapes (OpenAI's), built from any dialect.
+-- @module moonbatch.objects
 local cjson = require("cjson")
 
 local objects = {}

@@ -1,4 +1,4 @@
--- moonbatch.provider: the defaults every provider starts from (OpenAI's dialect). A provider file
+--- moonbatch.provider: the defaults every provider starts from (OpenAI's dialect). A provider file
 -- is data plus the few functions where its dialect differs; the client calls only these:
 --   upload_fields(opts)        extra multipart fields of an upload, or nil, error fields
 --   list_query(opts)           the query of GET files (purpose, limit, after)
@@ -8,6 +8,7 @@
 --   batches_page(body)         a reply to a Page of Batch
 --   create_options(opts)       what core.batches.create sends for batches.create{...}
 --   retryable(body, res)       is a failed reply the provider's own "try again"?
+-- @module moonbatch.provider
 local objects = require("moonbatch.objects")
 
 local base = {

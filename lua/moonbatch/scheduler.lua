@@ -1,7 +1,8 @@
--- moonbatch.scheduler: operations as coroutines on one curl multi handle. Inside a task, the
+--- moonbatch.scheduler: operations as coroutines on one curl multi handle. Inside a task, the
 -- client's exchanges and retry waits yield here instead of blocking, so many calls run at once
 -- with the same retries, progress and errors as one at a time. Event loops (OpenResty, Neovim)
 -- can drive the same yields.
+-- @module moonbatch.scheduler
 local core = require("moonbatch.core")
 
 local scheduler = {}

@@ -1,6 +1,7 @@
--- moonbatch.validate: check a batch input file against a provider's rules before upload. The
+--- moonbatch.validate: check a batch input file against a provider's rules before upload. The
 -- scan is moonbatch.core.validate (C, streaming); this decides which rules apply and words the
 -- result in the library's error convention.
+-- @module moonbatch.validate
 local core = require("moonbatch.core")
 local args = require("moonbatch.args")
 local errors = require("moonbatch.errors")

@@ -1,4 +1,5 @@
--- moonbatch.providers.siliconflow-global: SiliconFlow's international service, same dialect.
+--- moonbatch.providers.siliconflow-global: SiliconFlow's international service, same dialect.
+-- @module moonbatch.providers.siliconflow-global
 local provider = require("moonbatch.provider")
 
 return provider.define({

@@ -1,7 +1,8 @@
--- moonbatch.providers.siliconflow: SiliconFlow's dialect (seeds 000-003, provider-apis.md §1).
+--- moonbatch.providers.siliconflow: SiliconFlow's dialect (seeds 000-003, provider-apis.md §1).
 -- Files replies come in an envelope {code, message, status, data}; batch replies do not. The
 -- upload says createdAt, the list created_at. 401/403/404 bodies are bare strings. The file
 -- list has no cursor; 50505 means "overloaded, try again" whatever the HTTP status.
+-- @module moonbatch.providers.siliconflow
 local provider = require("moonbatch.provider")
 
 local P = provider.define({
