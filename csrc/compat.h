@@ -55,4 +55,30 @@ static inline void compat_setmetatable(lua_State *L, const char *tname)
 
 #endif /* LUA_VERSION_NUM < 502 */
 
+/* the metatable of a userdata type with methods: `methods` (closing over the `nup` values
+ * below them on the stack, which stay there) in __index, `close` as __gc and, on 5.4, __close,
+ * and `tostring` as __tostring when given */
+static inline void compat_newclass(lua_State *L, const char *tname, const luaL_Reg *methods, int nup,
+                                   lua_CFunction close, lua_CFunction tostring)
+{
+    int i;
+    luaL_newmetatable(L, tname);
+    lua_newtable(L);
+    for (i = 0; i < nup; i++)
+        lua_pushvalue(L, -2 - nup);
+    luaL_setfuncs(L, methods, nup);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+#endif
+    if (tostring != NULL) {
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+}
+
 #endif

@@ -232,18 +232,5 @@ static const luaL_Reg multi_methods[] = {
 
 void multi_open(lua_State *L, int nup)
 {
-    int i;
-    luaL_newmetatable(L, MULTI_TYPE);
-    lua_newtable(L);
-    for (i = 0; i < nup; i++)
-        lua_pushvalue(L, -2 - nup);
-    luaL_setfuncs(L, multi_methods, nup);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, multi_close);
-    lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-    lua_pushcfunction(L, multi_close);
-    lua_setfield(L, -2, "__close");
-#endif
-    lua_pop(L, 1);
+    compat_newclass(L, MULTI_TYPE, multi_methods, nup, multi_close, NULL);
 }

@@ -102,20 +102,5 @@ static const luaL_Reg session_methods[] = {
 
 void session_open(lua_State *L, int nup)
 {
-    int i;
-    luaL_newmetatable(L, SESSION_TYPE);
-    lua_newtable(L);
-    for (i = 0; i < nup; i++)
-        lua_pushvalue(L, -2 - nup);
-    luaL_setfuncs(L, session_methods, nup);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, session_close);
-    lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-    lua_pushcfunction(L, session_close);
-    lua_setfield(L, -2, "__close");
-#endif
-    lua_pushcfunction(L, session_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    compat_newclass(L, SESSION_TYPE, session_methods, nup, session_close, session_tostring);
 }
