@@ -1199,7 +1199,7 @@ describe("moonbatch-standin", function()
       end)
     end
 
-    for _, status in ipairs({ 502, 504 }) do
+    for _, status in ipairs({ 413, 502, 504 }) do
       it("replies an nginx HTML " .. status, function()
         s:fault("GET", files, { { html = status } })
         local r = list()
@@ -1265,6 +1265,71 @@ describe("moonbatch-standin", function()
       assert.equal(200, s:log()[1].status)
     end)
 
+    it("drip sends the whole reply a few bytes at a time, and keeps the connection", function()
+      local normal = list().body
+      s:fault("GET", files, { { drip = { bytes = 10, every = 0.1 } } })
+      local r = list()
+      assert.equal(200, r.status)
+      assert.equal(tostring(#normal), r.headers["content-length"])
+      assert.equal(normal, r.body)
+      local pauses = math.ceil(#normal / 10) - 1
+      assert.is_true(r.time >= pauses * 0.1 * 0.9, tostring(r.time))
+      assert.same({ drip = { bytes = 10, every = 0.1 } }, s:log()[2].fault)
+      assert.equal(200, s:log()[2].status)
+    end)
+
+    it("drip paces a download from disk too, and a client may give up on it", function()
+      local id = upload_ok(input).id
+      local path = "/siliconflow/v1/files/" .. id .. "/content"
+      s:fault("GET", path, { { drip = { bytes = 7, every = 0.05 } }, { drip = { bytes = 1, every = 1 } } })
+      local r = curl(sf .. "/files/" .. id .. "/content")
+      assert.equal(200, r.status)
+      assert.equal(content, r.body)
+      assert.is_true(r.time >= (math.ceil(#content / 7) - 1) * 0.05 * 0.9, tostring(r.time))
+      r = curl(sf .. "/files/" .. id .. "/content", { max_time = 1.5 })
+      assert.equal(28, r.rc)
+      assert.equal(content:sub(1, #r.body), r.body)
+      assert.is_true(#r.body >= 1 and #r.body <= 3, tostring(#r.body))
+      assert.equal(200, list().status)
+    end)
+
+    it("big answers a JSON list of exactly that many bytes", function()
+      s:fault("GET", files, { { big = 100000 }, { big = 176 } })
+      local r = list()
+      assert.equal(200, r.status)
+      assert.equal("100000", r.headers["content-length"])
+      assert.equal(100000, #r.body)
+      local page = cjson.decode(r.body)
+      assert.equal("list", page.object)
+      assert.is_false(page.has_more)
+      assert.equal(math.floor((100000 - 176) / 133) + 1, #page.data)   -- items of 132 bytes and a comma
+      assert.same({ id = "file-big", object = "file", bytes = 1024, created_at = 1700000000, filename = "big.jsonl",
+                    purpose = "batch", status = "processed" }, page.data[#page.data])
+      r = list()
+      assert.equal(176, #r.body)
+      assert.equal(1, #cjson.decode(r.body).data)
+      assert.equal(200, s:log()[1].status)
+    end)
+
+    it("big makes 300 MB in chunks, with a small worker", function()
+      s:fault("GET", files, { { big = 300000000 } })
+      local out = capture(("curl -s --noproxy '*' -H %s -o /dev/null -w '%%{http_code} %%{size_download}' %s")
+        :format(quote("Authorization: Bearer " .. KEY), quote(sf .. "/files?purpose=batch")))
+      assert.equal("200 300000000", out)
+      local worker = pids_of_nginx(dir)[2]
+      local hwm = tonumber(read_file("/proc/" .. worker .. "/status"):match("VmHWM:%s*(%d+) kB"))
+      assert.is_true(hwm < 64 * 1024, "nginx worker peak RSS " .. hwm .. " KiB")
+    end)
+
+    it("body_base64 sends bytes JSON cannot carry", function()
+      local bytes = '{"a":"\0\255\128"}'
+      s:fault("GET", files, { { status = 200, body_base64 = "eyJhIjoiAP+AIn0=" } })
+      local r = list()
+      assert.equal(200, r.status)
+      assert.equal("application/json; charset=utf-8", r.headers["content-type"])
+      assert.equal(bytes, r.body)
+    end)
+
     it("delay waits, then answers normally", function()
       s:fault("GET", files, { { delay = 1 } })
       local r = list()
@@ -1283,6 +1348,16 @@ describe("moonbatch-standin", function()
       { "a path with a query", { method = "GET", path = files .. "?a=1", faults = { { status = 503 } } } },
       { "a header with a line break", { method = "GET", path = files,
         faults = { { status = 503, headers = { X = "a\r\nb" } } } } },
+      { "a drip of 0 bytes", { method = "GET", path = files, faults = { { drip = { bytes = 0, every = 1 } } } } },
+      { "a drip without its pace", { method = "GET", path = files, faults = { { drip = { bytes = 1 } } } } },
+      { "a drip with an unknown key", { method = "GET", path = files,
+        faults = { { drip = { bytes = 1, every = 1, jitter = 1 } } } } },
+      { "a big reply too small for a list", { method = "GET", path = files, faults = { { big = 175 } } } },
+      { "a body that is not base64", { method = "GET", path = files,
+        faults = { { status = 200, body_base64 = "@@@" } } } },
+      { "body and body_base64", { method = "GET", path = files,
+        faults = { { status = 200, body = "x", body_base64 = "eA==" } } } },
+      { "body_base64 without a status", { method = "GET", path = files, faults = { { body_base64 = "eA==" } } } },
     }
     for _, case in ipairs(bad_specs) do
       it("are refused with 400 for " .. case[1], function()

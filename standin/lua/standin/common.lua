@@ -155,40 +155,90 @@ local function arm_reset()
   return ffi.C.setsockopt(fd, 1 --[[SOL_SOCKET]], 13 --[[SO_LINGER]], linger, ffi.sizeof(linger)) == 0
 end
 
--- Announces the whole body, sends only its first cut.bytes bytes, then drops the connection:
--- closed (FIN) for truncate, reset (RST) for reset_after. A file body is read in chunks.
-local function send_cut(reply, cut)
-  local file, size
-  if reply.file then
-    file = io.open(reply.file.path, "rb")
-    size = file and file:seek("end") or 0
-    if file then file:seek("set", 0) end
+-- The reply's body as an iterator of pieces of `size` bytes (a file body is read from disk as
+-- it goes, never whole), and the body's length.
+local function body_pieces(reply, size)
+  if not reply.file then
+    local body, at = reply.body, 1
+    return function()
+      if at > #body then return nil end
+      at = at + size
+      return body:sub(at - size, at - 1)
+    end, #body
   end
-  send_headers(reply, size)
-  ngx.send_headers()
-  if file then
-    local left = cut.bytes
-    while left > 0 do
-      local chunk = file:read(math.min(left, CHUNK))
-      if not chunk then break end
-      ngx.print(chunk)
-      left = left - #chunk
+  local file = io.open(reply.file.path, "rb")
+  if not file then return function() return nil end, 0 end
+  local length = file:seek("end")
+  file:seek("set", 0)
+  return function()
+    local piece = file and file:read(size)
+    if not piece and file then
+      file:close()
+      file = nil
     end
-    file:close()
-  else
-    ngx.print(reply.body:sub(1, cut.bytes))
+    return piece
+  end, length
+end
+
+-- Sends the headers, announcing the whole body, then the body as shape says:
+--   { bytes = N }               its first N bytes, then the connection is closed (FIN): truncate
+--   { bytes = N, reset = true } the same, then the connection is reset (RST): reset_after
+--   { step = N, every = S }     all of it, N bytes at a time, S seconds apart: drip
+-- A client that goes away ends a drip; a drip that got through keeps the connection.
+local function send_shaped(reply, shape)
+  local size = shape.step or CHUNK
+  local pieces, length = body_pieces(reply, size)
+  send_headers(reply, length)
+  ngx.send_headers()
+  local left = shape.bytes or length
+  while left > 0 do
+    local piece = pieces()
+    if not piece then break end
+    if shape.every and left < length then ngx.sleep(shape.every) end
+    piece = piece:sub(1, left)
+    ngx.print(piece)
+    left = left - #piece
+    if shape.every and not ngx.flush(true) then return ngx.exit(444) end
   end
+  if not shape.bytes then return ngx.exit(ngx.HTTP_OK) end
   ngx.flush(true)
-  if cut.reset then
+  if shape.reset then
     ngx.sleep(0.02)   -- let the bytes reach the client before the reset discards what is unsent
     arm_reset()
   end
   return ngx.exit(444)
 end
 
+-- The fault {"big": BYTES}: a 200 whose body is a JSON list in OpenAI's shape, exactly BYTES
+-- long (one file object repeated, then spaces), made and sent a chunk at a time.
+local BIG_HEAD, BIG_TAIL = '{"object":"list","data":[', '],"has_more":false}'
+local BIG_ITEM = '{"id":"file-big","object":"file","bytes":1024,"created_at":1700000000,'
+  .. '"filename":"big.jsonl","purpose":"batch","status":"processed"}'
+local BIG_MIN = #BIG_HEAD + #BIG_ITEM + #BIG_TAIL
+local BIG_MAX = 2 ^ 40
+
+local function send_big(bytes)
+  ngx.status = 200
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Content-Length"] = string.format("%d", bytes)
+  local each = #BIG_ITEM + 1                                -- every item after the first has a comma
+  local items = math.floor((bytes - BIG_MIN) / each)
+  local per_chunk = math.floor(CHUNK / each)
+  local chunk = ("," .. BIG_ITEM):rep(per_chunk)
+  ngx.print(BIG_HEAD .. BIG_ITEM)
+  while items > 0 do
+    local n = math.min(items, per_chunk)
+    ngx.print(n == per_chunk and chunk or chunk:sub(1, n * each))
+    items = items - n
+    if not ngx.flush(true) then return ngx.exit(444) end   -- the client stopped reading
+  end
+  ngx.print((" "):rep((bytes - BIG_MIN) % each) .. BIG_TAIL)
+  return ngx.exit(ngx.HTTP_OK)
+end
+
 -- nginx's own look, as a proxy in front of the provider would answer.
 local HTML_REASONS = {
-  [500] = "Internal Server Error", [502] = "Bad Gateway",
+  [413] = "Request Entity Too Large", [500] = "Internal Server Error", [502] = "Bad Gateway",
   [503] = "Service Temporarily Unavailable", [504] = "Gateway Time-out",
 }
 
@@ -480,9 +530,10 @@ end
 -- Faults.
 
 -- The kinds of fault (one per fault, or none with only a delay), and the keys each may carry.
-local FAULT_KINDS = { "status", "html", "reset_after", "hang", "truncate" }
+local FAULT_KINDS = { "status", "html", "reset_after", "hang", "truncate", "drip", "big" }
 local STATUS_OPTIONS = {
-  retry_after = true, retry_after_ms = true, body = true, content_type = true, headers = true,
+  retry_after = true, retry_after_ms = true, body = true, body_base64 = true, content_type = true,
+  headers = true,
 }
 local COMMON_OPTIONS = { delay = true, count = true }
 
@@ -505,6 +556,12 @@ local function status_options_error(f)
   end
   if f.body ~= nil and type(f.body) ~= "string" and type(f.body) ~= "table" then
     return "body must be a string or JSON"
+  end
+  if f.body_base64 ~= nil then
+    if f.body ~= nil then return "body and body_base64 exclude each other" end
+    if type(f.body_base64) ~= "string" or not ngx.decode_base64(f.body_base64) then
+      return "body_base64 must be base64"
+    end
   end
   if f.headers ~= nil then
     if not M.is_object(f.headers) then return "headers must be an object" end
@@ -537,11 +594,23 @@ local function fault_error(f)
   if f.delay ~= nil and not is_seconds(f.delay) then return "delay must be seconds (0 to 3600)" end
   if f.count ~= nil and not is_count(f.count, 1) then return "count must be an integer >= 1" end
   if kind == "status" then return status_options_error(f) end
-  if kind == "html" and not HTML_REASONS[f.html] then return "html must be one of 500, 502, 503, 504" end
+  if kind == "html" and not HTML_REASONS[f.html] then return "html must be one of 413, 500, 502, 503, 504" end
   if (kind == "reset_after" or kind == "truncate") and not is_count(f[kind], 0) then
     return kind .. " must be a byte count"
   end
   if kind == "hang" and not is_seconds(f.hang) then return "hang must be seconds (0 to 3600)" end
+  if kind == "drip" then
+    local d = f.drip
+    if not (M.is_object(d) and is_count(d.bytes, 1) and is_seconds(d.every)) then
+      return 'drip must be {"bytes": N >= 1, "every": seconds (0 to 3600)}'
+    end
+    for k in pairs(d) do
+      if k ~= "bytes" and k ~= "every" then return "unknown drip key " .. tostring(k) end
+    end
+  end
+  if kind == "big" and not (is_count(f.big, BIG_MIN) and f.big <= BIG_MAX) then
+    return ("big must be a byte count from %d to 2^40"):format(BIG_MIN)
+  end
 end
 
 -- Appends faults to the queue of (method, path). Returns the queue's length, or nil, error.
@@ -579,7 +648,11 @@ end
 local function fault_reply(dialect, f, path)
   if f.html then return html_reply(f.html) end
   local reply
-  if f.body ~= nil then
+  if f.body_base64 ~= nil then
+    -- raw bytes (invalid UTF-8, say), verbatim
+    reply = { status = f.status, content_type = "application/json; charset=utf-8", verbatim = true,
+              body = ngx.decode_base64(f.body_base64) }
+  elseif f.body ~= nil then
     -- verbatim: sent as given, even if it quotes the key (client specs test their own redaction)
     reply = { status = f.status, content_type = "application/json; charset=utf-8", verbatim = true,
               body = type(f.body) == "string" and f.body or encode(f.body) }
@@ -800,7 +873,7 @@ local function new_entry()
   }, LOG_ENTRY)
 end
 
--- What to do with the request: { reply = r, cut = nil | { bytes =, reset = } } or { abort = true }.
+-- What to do with the request: { reply = r, shape = nil | <see send_shaped> } or { abort = true }.
 local function decide(dialect, instance, prefix, entry, uploads)
   local fault = pop_fault(entry.method, entry.path)
   entry.fault = fault
@@ -827,9 +900,10 @@ local function decide(dialect, instance, prefix, entry, uploads)
     ngx.sleep(fault.hang)
     return { abort = true }
   end
-  if fault and (fault.status or fault.html) then
+  if fault and (fault.status or fault.html or fault.big) then
     -- Read the body anyway, so the log shows what each failed attempt carried.
     if route and route.body then read_body(route.body, entry, uploads) end
+    if fault.big then return { reply = { status = 200, big = fault.big } } end
     return { reply = fault_reply(dialect, fault, path) }
   end
   if dialect.prepare then dialect.prepare(instance) end
@@ -843,13 +917,15 @@ local function decide(dialect, instance, prefix, entry, uploads)
     reply = route.handle({ instance = instance, entry = entry, query = entry.query, body = body,
                            params = params or {} })
   end
-  local cut
+  local shape
   if fault and fault.truncate then
-    cut = { bytes = fault.truncate }
+    shape = { bytes = fault.truncate }
   elseif fault and fault.reset_after then
-    cut = { bytes = fault.reset_after, reset = true }
+    shape = { bytes = fault.reset_after, reset = true }
+  elseif fault and fault.drip then
+    shape = { step = fault.drip.bytes, every = fault.drip.every }
   end
-  return { reply = reply, cut = cut }
+  return { reply = reply, shape = shape }
 end
 
 -- Serves one provider request. dialect supplies route(method, path) -> route, params (see
@@ -873,7 +949,8 @@ function M.serve(dialect, instance, prefix)
   entry.status = reply.status
   -- Replies echo what clients sent (file names, metadata, ids); the key stays out even so.
   if reply.body and not reply.verbatim then reply.body = M.redact(reply.body) end
-  if action.cut then return send_cut(reply, action.cut) end
+  if reply.big then return send_big(reply.big) end
+  if action.shape then return send_shaped(reply, action.shape) end
   if reply.file then
     -- nginx sends the bytes itself, with Content-Length and ranges (see nginx.conf.in).
     local location = reply.content_type == "text/plain" and "/_standin_stored_text/" or "/_standin_stored/"
