@@ -24,7 +24,7 @@ build = {
   type = "builtin",
   modules = {
     ["moonbatch.core"] = {
-      sources = { "csrc/buffer.c", "csrc/core.c", "csrc/multi.c", "csrc/ops.c", "csrc/options.c",
+      sources = { "csrc/buffer.c", "csrc/checksum.c", "csrc/core.c", "csrc/multi.c", "csrc/ops.c", "csrc/options.c",
                   "csrc/reply.c", "csrc/session.c", "csrc/transfer.c", "csrc/validate.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl" },
@@ -36,6 +36,8 @@ build = {
     ["moonbatch.cli"] = "lua/moonbatch/cli.lua",
     ["moonbatch.client"] = "lua/moonbatch/client.lua",
     ["moonbatch.errors"] = "lua/moonbatch/errors.lua",
+    ["moonbatch.job"] = "lua/moonbatch/job.lua",
+    ["moonbatch.manifest"] = "lua/moonbatch/manifest.lua",
     ["moonbatch.ngx"] = "lua/moonbatch/ngx.lua",
     ["moonbatch.nvim"] = "lua/moonbatch/nvim.lua",
     ["moonbatch.objects"] = "lua/moonbatch/objects.lua",

@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 
+#include "checksum.h"
 #include "compat.h"
 #include "multi.h"
 #include "ops.h"
@@ -89,6 +90,7 @@ static const luaL_Reg plain_functions[] = {
     {"time", core_time},
     {"sleep", core_sleep},
     {"validate", validate_file},
+    {"checksum", checksum_file},
     {NULL, NULL}};
 
 static const luaL_Reg files_functions[] = {

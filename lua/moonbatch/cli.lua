@@ -25,7 +25,7 @@ local function usage_error(msg, command)
   fail(("moonbatch%s: %s (see %s)"):format(command and (" " .. command) or "", msg, see), EXIT_USAGE)
 end
 
--------------------------------------------------------------------------------- shell helpers
+-- shell helpers ------------------------------------------------------------------------------------
 
 local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -83,10 +83,7 @@ end
 
 --- RESULTS with ".errors" before its extension: out.jsonl -> out.errors.jsonl, out -> out.errors.
 function cli.errors_path(results)
-  local dir, name = results:match("^(.-)([^/]*)$")
-  local stem, ext = name:match("^(.+)(%.[^.]+)$")
-  if stem then return dir .. stem .. ".errors" .. ext end
-  return results .. ".errors"
+  return require("moonbatch.job").tagged(results, "errors")
 end
 
 -- the `.part` files the client may leave beside `target` (a download cut short by Ctrl-C)
@@ -101,7 +98,7 @@ end
 -------------------------------------------------------------------------------- JSON output
 
 -- keys whose empty table is a list
-local LIST_KEYS = { data = true, errors = true, problems = true }
+local LIST_KEYS = { data = true, errors = true, problems = true, failures = true }
 
 local function json_string(s)
   return '"' .. s:gsub('[%c"\\]', function(c)
@@ -153,7 +150,7 @@ function cli.json(value, key)
   return "null"
 end
 
--------------------------------------------------------------------------------- human output
+-- human output ------------------------------------------------------------------------------------
 
 local function time_text(t)
   if type(t) ~= "number" then return tostring(t) end
@@ -246,7 +243,7 @@ local function batch_counts(b)
   end
 end
 
--------------------------------------------------------------------------------- commands
+-- commands ------------------------------------------------------------------------------------
 
 local COMMON = { "provider", "base-url", "key-file", "json", "quiet", "help" }
 
@@ -272,6 +269,9 @@ local FLAGS = {
   ["no-validate"] = {},
   output = { short = "o", value = "PATH" },
   errors = { value = "PATH" },
+  concurrency = { value = "N", integer = true },
+  ["shard-lines"] = { value = "N", integer = true },
+  ["shard-bytes"] = { value = "N", integer = true },
 }
 local SHORT = {}
 for name, flag in pairs(FLAGS) do
@@ -295,7 +295,7 @@ OPENAI_API_KEY), then MOONBATCH_API_KEY, or from --key-file; never from an argum
 ]]
 
 local commands = {}
-local order = { "run", "validate", "upload", "files", "batches", "create", "status", "wait",
+local order = { "run", "job", "validate", "upload", "files", "batches", "create", "status", "wait",
                 "cancel", "download", "delete" }
 
 commands.validate = {
@@ -445,6 +445,106 @@ options:
 ]],
 }
 
+commands.job = {
+  args = { "COMMAND" },
+  summary = "jobs larger than one batch: run, status, cancel, retry-failed",
+  usage = "moonbatch job run|status|cancel|retry-failed ... [options]",
+  flags = {},
+  help = [[
+A job splits one input file of any size into shards within the provider's limits (SiliconFlow
+5,000 lines and 1 GB a file, Together and OpenAI 50,000 lines), runs each shard as a batch and
+merges every result into one results file and one errors file, each custom_id once. Every step
+is recorded in RESULTS.manifest.json before the network step that depends on it: run the same
+command again after a crash, Ctrl-C or kill, and the job goes on where it stopped, uploading no
+shard and creating no batch twice.
+
+commands:
+  job run FILE -o RESULTS          run (or resume) the job of FILE
+  job status RESULTS               each shard's progress
+  job cancel RESULTS               cancel every batch of the job, create no more
+  job retry-failed RESULTS -o NEW  run the requests that failed or got no result as a new job
+
+Run `moonbatch job COMMAND --help` for a command's options.
+]],
+}
+
+commands["job run"] = {
+  args = { "FILE" },
+  summary = "run a job of any size as many batches, resumable",
+  flags = { "output", "errors", "endpoint", "completion-window", "model", "metadata", "interval",
+            "concurrency", "shard-lines", "shard-bytes" },
+  required = { "output" }, required_value = "RESULTS",
+  usage = "moonbatch job run FILE -o RESULTS [options]",
+  help = [[
+Validates FILE once, splits it into shards within the provider's limits (in one pass, never the
+whole file in memory), uploads the shards and creates their batches (a few at a time), waits for
+all of them, downloads every result and error file, and merges them into RESULTS and the errors
+file, each custom_id once. Then reports requests, succeeded, failed and missing (neither).
+
+The job is recorded in RESULTS.manifest.json (shards in RESULTS.shards/ while it runs). Running
+the same command again resumes it: after a crash, a kill or Ctrl-C at any point, nothing is
+uploaded or created twice and no result is lost or merged twice. An input that changed since
+the job started is refused. Exits 0 when every batch completed (some requests may have failed:
+they are in the errors file), 1 otherwise.
+
+options:
+  -o, --output RESULTS      where the merged results go (required)
+  --errors PATH             where failed requests go (default: RESULTS with .errors before
+                            its extension)
+  --endpoint PATH           the endpoint of every request (default: /v1/chat/completions)
+  --completion-window W     how long the provider may take (default: 24h)
+  --model MODEL             replace every line's model with MODEL
+  --metadata KEY=VALUE      a metadata entry on every batch (repeatable; not on together)
+  --concurrency N           uploads, creates and downloads at once (default: 4)
+  --shard-lines N           at most N lines a shard (default: the provider's limit)
+  --shard-bytes N           at most N bytes a shard (default: the provider's limit)
+  --interval SECONDS        poll every SECONDS (default: 2, growing to 30)
+]],
+}
+
+commands["job status"] = {
+  args = { "RESULTS" },
+  summary = "show each shard of a job",
+  flags = {},
+  help = [[
+Shows the job whose results go to RESULTS (from RESULTS.manifest.json): each shard's lines,
+status, batch and request counts. Batches still running are asked for their status now (when
+an API key is at hand). The provider and base URL are the job's own.
+]],
+}
+
+commands["job cancel"] = {
+  args = { "RESULTS" },
+  summary = "cancel every batch of a job",
+  flags = {},
+  help = [[
+Cancels the job whose results go to RESULTS: marks it cancelled (a `job run` going on, or run
+later, creates no more batches) and cancels every batch still running. `job run` then collects
+what the batches finished; `job retry-failed` runs the rest as a new job.
+]],
+}
+
+commands["job retry-failed"] = {
+  args = { "RESULTS" },
+  summary = "run a job's failed and missing requests again, as a new job",
+  flags = { "output", "errors", "interval", "concurrency" },
+  required = { "output" }, required_value = "NEW_RESULTS",
+  usage = "moonbatch job retry-failed RESULTS -o NEW_RESULTS [options]",
+  help = [[
+Takes the finished job whose results went to RESULTS, and runs again, as a new job with the
+same options, every request that is not in RESULTS (those in its errors file, and those that got
+no result at all). Their lines, copied from the job's input, go to NEW_RESULTS with .input
+before its extension; the new job's results to NEW_RESULTS. Running it again resumes the new job.
+
+options:
+  -o, --output NEW_RESULTS  where the new job's results go (required)
+  --errors PATH             where its failed requests go (default: NEW_RESULTS with .errors
+                            before its extension)
+  --concurrency N           uploads, creates and downloads at once (default: 4)
+  --interval SECONDS        poll every SECONDS (default: 2, growing to 30)
+]],
+}
+
 local function command_usage(name)
   local c = commands[name]
   if c.usage then return c.usage end
@@ -494,7 +594,7 @@ local function command_help(name)
   return text .. "\n" .. COMMON_HELP .. "\n" .. KEY_HELP
 end
 
--------------------------------------------------------------------------------- parsing
+-- parsing ------------------------------------------------------------------------------------
 
 local REFUSED_KEY_FLAGS = { ["api-key"] = true, key = true, apikey = true, ["api_key"] = true,
                             token = true }
@@ -527,6 +627,9 @@ function cli.parse(argv)
           usage_error(("unknown command '%s'"):format(word))
         end
         parsed.command = word
+      elseif parsed.command == "job" then
+        if not commands["job " .. word] then usage_error(("unknown job command '%s'"):format(word), "job") end
+        parsed.command = "job " .. word
       else
         parsed.args[#parsed.args + 1] = word
       end
@@ -591,7 +694,7 @@ function cli.parse(argv)
   return parsed
 end
 
--------------------------------------------------------------------------------- context
+-- context ------------------------------------------------------------------------------------
 
 local function is_terminal()
   local mode = os.getenv("MOONBATCH_PROGRESS")
@@ -708,8 +811,11 @@ function Context:library()
 end
 
 --- The client, its key from --key-file or the environment; fails when there is no key.
-function Context:client()
+-- settings (the job commands): base_url, the job's own; tasks = true, the library's sleep, so that
+-- the waits of many tasks overlap; optional = true, nil rather than a failure without a key.
+function Context:client(settings)
   if self.client_ then return self.client_ end
+  settings = settings or {}
   local moonbatch = self:library()
   local key
   if self.opts["key-file"] then
@@ -717,9 +823,9 @@ function Context:client()
   end
   local core, reporter = self.core, self.reporter
   local client = moonbatch.new({
-    provider = self.provider, base_url = self.opts["base-url"], api_key = key,
+    provider = self.provider, base_url = settings.base_url or self.opts["base-url"], api_key = key,
     -- the waits between polls and retries sleep in slices, so the status line's clock moves
-    sleep = function(seconds)
+    sleep = not settings.tasks and function(seconds)
       local ends = core.now() + seconds
       while true do
         local left = ends - core.now()
@@ -727,9 +833,10 @@ function Context:client()
         core.sleep(math.min(left, 0.25))
         reporter:tick()
       end
-    end,
+    end or nil,
   })
   if not client.api_key then
+    if settings.optional then return nil end
     fail(("moonbatch: no API key: set %s or MOONBATCH_API_KEY, or use --key-file PATH")
       :format(client.provider.key_env))
   end
@@ -746,7 +853,7 @@ function Context.check(_, value, msg, info)
   return value
 end
 
--------------------------------------------------------------------------------- steps
+-- steps ------------------------------------------------------------------------------------
 
 -- "  line 3: custom_id "a" already used on line 1", up to PROBLEMS_SHOWN of them
 local function problem_lines(info)
@@ -895,7 +1002,7 @@ local function batch_failure(b)
     #why > 0 and (": " .. table.concat(why, "; ")) or "")
 end
 
--------------------------------------------------------------------------------- the commands
+-- the commands ------------------------------------------------------------------------------------
 
 function commands.validate.run(ctx)
   local file = ctx.args[1]
@@ -1027,7 +1134,8 @@ local function create_options(ctx, file_id)
 end
 
 -- a client call that may raise for options the provider does not take: a failure, not a crash
-local function guarded(ctx, f, ...)
+-- f(...)'s value, msg, info; a raised misuse becomes a usage failure
+local function unraised(f, ...)
   local results = { pcall(f, ...) }
   if not results[1] then
     local err = results[2]
@@ -1038,7 +1146,11 @@ local function guarded(ctx, f, ...)
     local text = tostring(err):gsub("^[^:\n]+:%d+: ", ""):gsub("^moonbatch: ", "")
     fail("moonbatch: " .. text, EXIT_USAGE)
   end
-  return ctx:check(results[2], results[3], results[4])
+  return results[2], results[3], results[4]
+end
+
+local function guarded(ctx, f, ...)
+  return ctx:check(unraised(f, ...))
 end
 
 function commands.create.run(ctx)
@@ -1115,19 +1227,24 @@ local function write_empty(path)
   return true
 end
 
-function commands.run.run(ctx)
-  local file, results = ctx.args[1], ctx.opts.output
-  local errors_path = ctx.opts.errors or cli.errors_path(results)
-  local client = ctx:client()
+-- the results and errors paths can be written, and are neither the input nor each other
+local function check_outputs(file, results, errors_path)
   for _, p in ipairs({ results, errors_path }) do
     if not writable_dir(dirname(p)) then
       fail(("moonbatch: cannot write %s: %s is not a writable directory"):format(p, dirname(p)))
     end
-    if same_file(p, file) then fail(("moonbatch: %s is the input file: choose another -o or --errors"):format(p)) end
+    if file and same_file(p, file) then fail(("moonbatch: %s is the input file: choose another -o or --errors"):format(p)) end
   end
   if same_file(results, errors_path) then
     fail("moonbatch: the results and the errors would go to the same file " .. results)
   end
+end
+
+function commands.run.run(ctx)
+  local file, results = ctx.args[1], ctx.opts.output
+  local errors_path = ctx.opts.errors or cli.errors_path(results)
+  local client = ctx:client()
+  check_outputs(file, results, errors_path)
   local opts = create_options(ctx, "?")
   local report
   if not ctx.opts["no-validate"] then report = ctx:validate_step(file) end
@@ -1192,7 +1309,163 @@ function commands.run.run(ctx)
   return EXIT_OK
 end
 
--------------------------------------------------------------------------------- main
+-- jobs ------------------------------------------------------------------------------------
+
+-- a failed job call: a file's problems listed as `validate` lists them, else the message
+local function job_failure(ctx, file, msg, info)
+  if info and info.kind == "validation" and info.problems then
+    ctx:warn(("moonbatch: %s: %s"):format(file, plural(#info.problems, "problem")))
+    for _, line in ipairs(problem_lines(info)) do ctx:warn(line) end
+    fail(nil, EXIT_FAILED, { info = info, shown = true })
+  end
+  fail(msg, EXIT_FAILED, { info = info })
+end
+
+local function job_events(ctx)
+  return function(e) ctx:say(e.text) end
+end
+
+-- "3 completed, 1 expired" from {completed = 3, expired = 1}
+local function tally_text(t)
+  local names = {}
+  for k in pairs(t or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for i, k in ipairs(names) do names[i] = ("%d %s"):format(t[k], (k:gsub("_", " "))) end
+  return table.concat(names, ", ")
+end
+
+-- print a job's summary; the exit status: 0 when every batch completed
+local function job_summary(ctx, summary)
+  if ctx.json then
+    ctx:print_json(summary)
+  else
+    ctx:out("job: " .. summary.job_id)
+    ctx:out("requests: " .. summary.requests)
+    ctx:out("succeeded: " .. summary.succeeded)
+    ctx:out("failed: " .. summary.failed)
+    ctx:out("missing: " .. summary.missing)
+    ctx:out(("shards: %d (%s)"):format(summary.shards, tally_text(summary.batches)))
+    ctx:out(("results: %s (%s)"):format(summary.results, plural(summary.succeeded, "line")))
+    ctx:out(("errors: %s (%s)"):format(summary.errors, plural(summary.failed, "line")))
+    ctx:out("manifest: " .. summary.manifest)
+  end
+  if not summary.complete then
+    ctx:warn(("moonbatch: job %s: not every batch completed (%s)%s: `moonbatch job retry-failed` runs " ..
+      "the requests without a result again"):format(summary.job_id, tally_text(summary.batches),
+      summary.cancelled and ", the job was cancelled" or ""))
+    return EXIT_FAILED
+  end
+  return EXIT_OK
+end
+
+-- the client of the job whose results go to `results`: its provider and base URL are the
+-- manifest's (a --provider or --base-url saying otherwise is a usage error); the job's status
+local function job_client(ctx, results, optional)
+  local moonbatch = ctx:library()
+  local report, msg, info = moonbatch.job.status(nil, { results = results })
+  if not report then fail(msg, EXIT_FAILED, { info = info }) end
+  local given_url = ctx.opts["base-url"] and ctx.opts["base-url"]:gsub("/+$", "")
+  if (ctx.opts.provider and ctx.opts.provider ~= report.provider) or (given_url and given_url ~= report.base_url) then
+    usage_error(("the job of %s runs on %s at %s"):format(results, report.provider, report.base_url), ctx.command)
+  end
+  ctx.provider = report.provider
+  return ctx:client({ tasks = true, base_url = report.base_url, optional = optional }), report
+end
+
+commands["job run"].run = function(ctx)
+  local file, results = ctx.args[1], ctx.opts.output
+  local errors_path = ctx.opts.errors or cli.errors_path(results)
+  check_outputs(file, results, errors_path)
+  local client = ctx:client({ tasks = true })
+  local job = ctx:library().job
+  ctx.job_manifest = job.manifest_path(results)
+  local summary, msg, info = unraised(job.run, client, {
+    input = file, results = results, errors = ctx.opts.errors, endpoint = ctx.opts.endpoint,
+    completion_window = ctx.opts["completion-window"], metadata = metadata(ctx),
+    replace = ctx.opts.model and { model = ctx.opts.model } or nil,
+    concurrency = ctx.opts.concurrency, max_lines = ctx.opts["shard-lines"],
+    max_bytes = ctx.opts["shard-bytes"], interval = ctx.opts.interval, on_event = job_events(ctx),
+  })
+  if not summary then job_failure(ctx, file, msg, info) end
+  return job_summary(ctx, summary)
+end
+
+commands["job status"].run = function(ctx)
+  local results = ctx.args[1]
+  local client, report = job_client(ctx, results, true)
+  local job = ctx.moonbatch.job
+  local running = report.statuses.running
+  if client and running then report = ctx:check(job.status(client, { results = results })) end
+  if ctx.json then
+    ctx:print_json(report)
+    return EXIT_OK
+  end
+  ctx:out(("job: %s (%s%s)"):format(report.job_id, report.state, report.cancelled and ", cancelled" or ""))
+  ctx:out(("input: %s (%s)"):format(report.input, plural(report.requests, "request")))
+  ctx:out(("provider: %s %s"):format(report.provider, report.base_url))
+  ctx:out(("shards: %d (%s)"):format(#report.shards, tally_text(report.statuses)))
+  local rows = {}
+  for _, r in ipairs(report.shards) do
+    local c = r.counts or {}
+    local done = batch_counts({ request_counts = c.total and c or nil, progress = c.progress })
+    rows[#rows + 1] = { tostring(r.index), tostring(r.lines), r.status, r.batch_id or "-",
+                        r.batch_status and (r.batch_status .. (done and (" " .. done) or "")) or "-" }
+  end
+  for _, line in ipairs(table_lines({ "SHARD", "LINES", "STATUS", "BATCH", "BATCH STATUS" }, rows)) do
+    ctx:out(line)
+  end
+  for _, r in ipairs(report.shards) do
+    if r.error then ctx:out(("shard %d: last error: %s"):format(r.index, r.error)) end
+  end
+  local m = report.summary
+  if m then
+    ctx:out(("succeeded: %d, failed: %d, missing: %d"):format(m.succeeded, m.failed, m.missing))
+    ctx:out(("results: %s"):format(m.results))
+    ctx:out(("errors: %s"):format(m.errors))
+  end
+  if running and not client then
+    ctx:say("(running batches as last recorded: no API key to ask for their status now)")
+  end
+  return EXIT_OK
+end
+
+commands["job cancel"].run = function(ctx)
+  local results = ctx.args[1]
+  local client = job_client(ctx, results)
+  local report = guarded(ctx, ctx.moonbatch.job.cancel, client, { results = results })
+  if ctx.json then
+    ctx:print_json(report)
+  else
+    ctx:out(("job: %s (cancelled)"):format(report.job_id))
+    for _, r in ipairs(report.shards) do
+      ctx:out(("shard %d: %s"):format(r.index, r.batch_id and ("batch %s %s"):format(r.batch_id, r.batch_status or "?")
+        or "no batch (none will be created)"))
+    end
+  end
+  for _, msg in ipairs(report.failures) do ctx:warn(msg) end
+  return #report.failures == 0 and EXIT_OK or EXIT_FAILED
+end
+
+commands["job retry-failed"].run = function(ctx)
+  local old, results = ctx.args[1], ctx.opts.output
+  local errors_path = ctx.opts.errors or cli.errors_path(results)
+  check_outputs(old, results, errors_path)
+  local client = job_client(ctx, old)
+  local job = ctx.moonbatch.job
+  ctx.job_manifest = job.manifest_path(results)
+  local summary, msg, info = unraised(job.retry_failed, client, {
+    from = old, results = results, errors = ctx.opts.errors, concurrency = ctx.opts.concurrency,
+    interval = ctx.opts.interval, on_event = job_events(ctx),
+  })
+  if not summary then job_failure(ctx, old, msg, info) end
+  if summary.requests == 0 then
+    if ctx.json then ctx:print_json(summary) else ctx:out("nothing to retry: every request of " .. old .. " has a result") end
+    return EXIT_OK
+  end
+  return job_summary(ctx, summary)
+end
+
+-- main ------------------------------------------------------------------------------------
 
 local function check_arity(parsed)
   local c = commands[parsed.command]
@@ -1225,6 +1498,7 @@ local function dispatch(argv, state)
   local parsed = cli.parse(argv)
   if parsed.command == "help" then
     local topic = parsed.args[1]
+    if topic == "job" and parsed.args[2] then topic = "job " .. parsed.args[2] end
     if topic and not commands[topic] then usage_error(("unknown command '%s'"):format(topic)) end
     io.stdout:write(topic and command_help(topic) or tool_help())
     return EXIT_OK
@@ -1284,7 +1558,11 @@ function cli.main(argv)
     code = EXIT_FAILED
   end
   -- what `run` leaves to do by hand
-  if ctx and ctx.batch_id and not ctx.batch_final then
+  local manifest = ctx and ctx.job_manifest and io.open(ctx.job_manifest, "rb")
+  if manifest then manifest:close() end
+  if manifest and code == EXIT_INTERRUPTED then
+    say(("moonbatch: the job is recorded in %s: run the same command again to resume it"):format(ctx.job_manifest))
+  elseif ctx and ctx.batch_id and not ctx.batch_final then
     say(("moonbatch: batch %s keeps running: `moonbatch wait %s` follows it, `moonbatch cancel %s` stops it")
       :format(ctx.batch_id, ctx.batch_id, ctx.batch_id))
   elseif ctx and ctx.command == "run" and ctx.downloading then

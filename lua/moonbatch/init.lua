@@ -22,6 +22,10 @@ function moonbatch.concurrently(fns, opts)
   return require("moonbatch.scheduler").run(fns, opts)
 end
 
+--- Jobs larger than one batch, split into shards, resumable after a crash: job.run, job.status,
+-- job.cancel, job.retry_failed (see moonbatch.job).
+moonbatch.job = require("moonbatch.job")
+
 --- Check a batch input file before upload: see moonbatch.validate.
 function moonbatch.validate(path, opts)
   return require("moonbatch.validate")(path, opts)

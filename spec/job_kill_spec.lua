@@ -1,0 +1,170 @@
+-- spec/job_kill_spec.lua: a job of 23,000 requests on the SiliconFlow dialect (5 shards) run by
+-- `moonbatch job run`, killed with SIGKILL again and again (at seeded random moments, some of
+-- them just after it reaches a given step: planning, uploading, creating, waiting, downloading)
+-- and resumed each time, ends with exactly 23,000 result lines, each custom_id once; and the
+-- stand-in's log shows no upload of a shard and no batch created from a file once the manifest
+-- had recorded their ids.
+local cjson = require("cjson")
+local core = require("moonbatch.core")
+local manifest = require("moonbatch.manifest")
+local shell = require("spec.support.shell")
+local standin = require("spec.standin_helper")
+local quote = shell.quote
+local capture = shell.capture
+local read_file = shell.read_file
+local write_file = shell.write_file
+local trim = shell.trim
+
+local KEY = "sk-standin"
+local REQUESTS = 23000
+local KILLS = 16
+local LUA = arg and arg[-1] or "lua5.4" -- the interpreter running the specs runs the command too
+
+-- a shard status's place in a job
+local ORDER = { pending = 1, uploading = 2, uploaded = 3, creating = 4, running = 5, ended = 6, done = 7,
+                cancelled = 7 }
+local STEPS = { "uploading", "uploaded", "creating", "running", "ended" }
+
+describe("a large job killed again and again", function()
+  local s, dir
+
+  setup(function()
+    s = standin.start({ key = KEY })
+    dir = trim(capture("mktemp -d"))
+  end)
+
+  teardown(function()
+    if dir then os.execute("rm -rf " .. quote(dir)) end
+    if s then s:stop() end
+  end)
+
+  it("ends with every result once, and no upload or batch made twice after its id was recorded", function()
+    s:reset()
+    s:config({ step_seconds = 1.5 }) -- a batch runs for about 5 s: many kills fall while it waits
+    local input, results = dir .. "/requests.jsonl", dir .. "/results.jsonl"
+    local parts = {}
+    for i = 1, REQUESTS do
+      parts[i] = cjson.encode({ custom_id = "request-" .. i, body = { model = "deepseek-ai/DeepSeek-V3",
+        messages = { { role = "user", content = "Say something about the number " .. i } } } }) .. "\n"
+    end
+    write_file(input, table.concat(parts))
+    -- the key reaches the command through its environment, never through an argument list
+    local env_file = dir .. "/env.sh"
+    write_file(env_file, ("export MOONBATCH_API_KEY=%s MOONBATCH_BASE_URL=%s MOONBATCH_PROVIDER=siliconflow " ..
+      "MOONBATCH_PROGRESS=never\nunset LUA_PATH LUA_CPATH LUA_INIT\n"):format(KEY, s.urls.siliconflow))
+    os.execute("chmod 600 " .. quote(env_file))
+    local command = ("%s bin/moonbatch job run %s -o %s --interval 0.1 --concurrency 2"):format(LUA, quote(input), quote(results))
+    local output = dir .. "/output.txt"
+    local manifest_path = results .. ".manifest.json"
+
+    local function start()
+      return tonumber(trim(capture(("{ . %s; exec %s; } </dev/null >>%s 2>&1 & echo $!")
+        :format(quote(env_file), command, quote(output)))))
+    end
+
+    local function gone(pid)
+      return not standin.alive(pid)
+    end
+
+    -- the earliest status of any shard, or 0 before the manifest exists
+    local function least()
+      local m = manifest.read(manifest_path)
+      if not m then return 0, m end
+      local low = math.huge
+      for _, sh in ipairs(m.shards) do low = math.min(low, ORDER[sh.status]) end
+      return low, m
+    end
+
+    -- every shard at `step` or past it (or the process gone), within 20 s
+    local function wait_for(step, pid)
+      local ends = core.now() + 20
+      while core.now() < ends and not gone(pid) do
+        local m = manifest.read(manifest_path)
+        if m then
+          for _, sh in ipairs(m.shards) do
+            if ORDER[sh.status] >= ORDER[step] then return end
+          end
+        end
+        core.sleep(0.005)
+      end
+    end
+
+    local recorded_files, recorded_batches = {}, {} -- as the manifest said when the last run died
+    local checked, violations, hits = 0, {}, {}
+    -- the log since the last look: nothing uploaded or created that was already recorded
+    local function check_log()
+      local log = s:log()
+      for i = checked + 1, #log do
+        local e = log[i]
+        local file = e.method == "POST" and type(e.fields) == "table" and type(e.fields.file) == "table"
+          and e.fields.file.filename
+        if file and recorded_files[file] then
+          violations[#violations + 1] = "upload of " .. file .. " after its file id was recorded"
+        end
+        if e.method == "POST" and e.path:match("/batches$") and type(e.json) == "table"
+          and recorded_batches[e.json.input_file_id] then
+          violations[#violations + 1] = "batch created from " .. e.json.input_file_id .. " after its batch id was recorded"
+        end
+      end
+      checked = #log
+    end
+
+    math.randomseed(23000)
+    for k = 1, KILLS do
+      local low = least()
+      local pid = start()
+      if k % 2 == 1 then
+        core.sleep(0.02 + math.random() * 1.2) -- anywhere
+      else
+        -- just after the job reaches a step still ahead of it
+        local ahead = {}
+        for _, step in ipairs(STEPS) do
+          if ORDER[step] > low then ahead[#ahead + 1] = step end
+        end
+        if #ahead > 0 then wait_for(ahead[math.random(#ahead)], pid) end
+        core.sleep(math.random() * 0.03)
+      end
+      os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+      local ends = core.now() + 10
+      while not gone(pid) and core.now() < ends do core.sleep(0.01) end
+      assert.is_true(gone(pid), "the killed process is still there")
+      check_log()
+      local at, m = least()
+      hits[#hits + 1] = at
+      for _, sh in ipairs(m and m.shards or {}) do
+        if sh.file_id then recorded_files[sh.name] = true end
+        if sh.batch_id then recorded_batches[sh.file_id] = true end
+      end
+    end
+
+    -- then once to the end
+    local finished = capture(("( . %s; exec %s ) </dev/null 2>&1; echo \"exit $?\""):format(quote(env_file), command))
+    check_log()
+    local killed_before_the_end = 0
+    for _, at in ipairs(hits) do
+      if at < ORDER.done then killed_before_the_end = killed_before_the_end + 1 end
+    end
+    assert.truthy(finished:match("exit 0\n$"), finished)
+    assert.matches("requests: 23000\nsucceeded: 23000\nfailed: 0\nmissing: 0\nshards: 5 (5 completed)", finished, 1, true)
+    assert.same({}, violations)
+
+    local seen, lines = {}, 0
+    for line in io.lines(results) do
+      lines = lines + 1
+      local id = cjson.decode(line).custom_id
+      assert.is_nil(seen[id], id .. " twice")
+      seen[id] = true
+    end
+    assert.equal(REQUESTS, lines)
+    for i = 1, REQUESTS do assert.is_true(seen["request-" .. i]) end
+    assert.equal("", read_file(dir .. "/results.errors.jsonl"))
+    local m = assert(manifest.read(manifest_path))
+    assert.equal(5, #m.shards)
+    assert.same({ 5000, 5000, 5000, 5000, 3000 }, { m.shards[1].lines, m.shards[2].lines, m.shards[3].lines,
+                                                    m.shards[4].lines, m.shards[5].lines })
+    -- the kills fell while the job was under way, not only after it was done
+    assert.is_true(killed_before_the_end >= 3, ("only %d of %d kills before the end")
+      :format(killed_before_the_end, KILLS))
+    assert.is_nil((read_file(output) or ""):find(KEY, 1, true))
+  end)
+end)
