@@ -36,6 +36,7 @@ build = {
     ["moonbatch.cli"] = "lua/moonbatch/cli.lua",
     ["moonbatch.client"] = "lua/moonbatch/client.lua",
     ["moonbatch.errors"] = "lua/moonbatch/errors.lua",
+    ["moonbatch.fs"] = "lua/moonbatch/fs.lua",
     ["moonbatch.job"] = "lua/moonbatch/job.lua",
     ["moonbatch.manifest"] = "lua/moonbatch/manifest.lua",
     ["moonbatch.ngx"] = "lua/moonbatch/ngx.lua",

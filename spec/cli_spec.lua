@@ -3,24 +3,15 @@
 -- usage errors, the API key's handling, `run` end to end per provider, Ctrl-C, and the progress
 -- bar and status line on a real pseudo-terminal (tmux).
 local cjson = require("cjson")
+local subprocess = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
-local quote = shell.quote
-local capture = shell.capture
-local read_file = shell.read_file
-local write_file = shell.write_file
-local succeeded = shell.succeeded
+local quote, capture, read_file, write_file = shell.quote, shell.capture, shell.read_file, shell.write_file
+local succeeded, exists, tmpdir, words = shell.succeeded, shell.exists, shell.tmpdir, shell.words
 local standin = require("spec.standin_helper")
 
 local KEY = "sk-standin"
-local MOONBATCH = "lua5.4 bin/moonbatch"
--- what the subprocess must not inherit from whoever runs the specs
-local CLEAN_ENV = "env -u SILICONFLOW_API_KEY -u TOGETHER_API_KEY -u OPENAI_API_KEY -u MOONBATCH_API_KEY " ..
-  "-u MOONBATCH_BASE_URL -u MOONBATCH_PROVIDER -u MOONBATCH_PROGRESS -u LUA_PATH -u LUA_CPATH " ..
-  "-u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_INIT -u LUA_INIT_5_4 -u COLUMNS"
-
-local function exists(path)
-  return read_file(path) ~= nil
-end
+local MOONBATCH = subprocess.command() -- always lua5.4: the command line's own interpreter
+local CLEAN_ENV = subprocess.CLEAN_ENV
 
 local function lines_of(path)
   local n = 0
@@ -28,20 +19,9 @@ local function lines_of(path)
   return n
 end
 
-local function tmpdir()
-  return (capture("mktemp -d"):gsub("%s+$", ""))
-end
-
 local function line(custom_id, extra)
   return ('{"custom_id":"%s","method":"POST","url":"/v1/chat/completions","body":{"model":"m",%s' ..
     '"messages":[{"role":"user","content":"hi"}]}}\n'):format(custom_id, extra or "")
-end
-
--- every word of a command line quoted
-local function words(list)
-  local out = {}
-  for i, w in ipairs(list) do out[i] = quote(w) end
-  return table.concat(out, " ")
 end
 
 -- the files in dir whose names match pattern
@@ -183,13 +163,7 @@ describe("moonbatch (the command line)", function()
 
   -- run moonbatch with `args` (a list of words); env: extra variables; returns code, out, err
   local function moonbatch(args, env)
-    local vars = { "MOONBATCH_PROGRESS=never" }
-    for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. quote(v) end
-    local out, err = dir .. "/stdout", dir .. "/stderr"
-    local command = ("%s %s %s %s >%s 2>%s; echo $?"):format(CLEAN_ENV, table.concat(vars, " "),
-      MOONBATCH, words(args), quote(out), quote(err))
-    local code = tonumber((capture(command):match("(%d+)%s*$")))
-    local o, e = read_file(out) or "", read_file(err) or ""
+    local code, o, e = subprocess.run(dir, args, env)
     outputs[#outputs + 1] = o .. e
     return code, o, e
   end

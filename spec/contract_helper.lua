@@ -26,12 +26,8 @@
 -- Needs lua-cjson, node, and the curl, setsid, sh and coreutils commands.
 local cjson = require("cjson")
 local shell = require("spec.support.shell")
-local quote = shell.quote
-local capture = shell.capture
-local read_file = shell.read_file
-local trim = shell.trim
-local execute = shell.execute
-local own_pid = shell.own_pid
+local quote, capture, read_file, trim = shell.quote, shell.capture, shell.read_file, shell.trim
+local execute, own_pid = shell.execute, shell.own_pid
 
 local M = {}
 
@@ -49,12 +45,7 @@ local function start_time(pid)
   return fields[20]   -- rest starts at field 3 (state)
 end
 
--- the repository's root, from where this file lives (spec/)
-local function root()
-  local source = debug.getinfo(1, "S").source
-  local dir = source:sub(1, 1) == "@" and source:sub(2):match("^(.*)/[^/]*$") or "spec"
-  return dir .. "/.."
-end
+local root = shell.root
 
 local function prism_bin()
   return root() .. "/tools/prism/node_modules/.bin/prism"
@@ -64,12 +55,7 @@ local function executable(path)
   return execute("test -x " .. quote(path))
 end
 
--- A live process (a zombie counts as gone).
-local function alive(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  if stat then return stat:match("%) (%a)") ~= "Z" end
-  return execute("kill -0 " .. pid .. " 2>/dev/null")
-end
+local alive = shell.alive
 M.alive = alive
 
 -- Whether any process of group `pgid` still runs (zombies, left for init to reap, do not count).

@@ -8,20 +8,10 @@
 local core = require("moonbatch.core")
 local moonbatch = require("moonbatch")
 local contract = require("spec.contract_helper")
+local shell = require("spec.support.shell")
+local write_file, tmpname = shell.write_file, shell.tmpname
 
 local KEY = "sk-test"
-
-local function write_file(path, content)
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-end
-
-local function tmpname(suffix)
-  local p = os.tmpname()
-  os.remove(p)
-  return p .. (suffix or "")
-end
 
 local requests = table.concat({
   '{"custom_id":"r1","method":"POST","url":"/v1/chat/completions",' ..
@@ -86,20 +76,28 @@ local function assert_all_accepted(log, what, count)
   end
 end
 
-describe("contract: SiliconFlow's OpenAPI document (seeds 000, 002, 003) #contract", function()
-  local mock, url, input
+-- the mock server of the block running now, its URL, and an input file of `requests`: set by the
+-- block's setup, start_mock(document), and removed by its teardown, stop_mock
+local mock, url, input
 
-  setup(function()
-    mock = contract.start("spec/contract/siliconflow.yaml")
+local function start_mock(document)
+  return function()
+    mock = contract.start(document)
     url = mock.url
     input = tmpname(".jsonl")
     write_file(input, requests)
-  end)
+  end
+end
 
-  teardown(function()
-    if input then os.remove(input) end
-    if mock then mock:stop() end
-  end)
+local function stop_mock()
+  if input then os.remove(input) end
+  if mock then mock:stop() end
+  mock, url, input = nil, nil, nil
+end
+
+describe("contract: SiliconFlow's OpenAPI document (seeds 000, 002, 003) #contract", function()
+  setup(start_mock("spec/contract/siliconflow.yaml"))
+  teardown(stop_mock)
 
   describe("through moonbatch.core", function()
     it("POST /files: the upload form (purpose, file) and the bearer key are accepted", function()
@@ -268,19 +266,8 @@ describe("contract: SiliconFlow's OpenAPI document (seeds 000, 002, 003) #contra
 end)
 
 describe("contract: Together's OpenAPI document (seed 004) #contract", function()
-  local mock, url, input
-
-  setup(function()
-    mock = contract.start("spec/contract/together.yaml")
-    url = mock.url
-    input = tmpname(".jsonl")
-    write_file(input, requests)
-  end)
-
-  teardown(function()
-    if input then os.remove(input) end
-    if mock then mock:stop() end
-  end)
+  setup(start_mock("spec/contract/together.yaml"))
+  teardown(stop_mock)
 
   it("through moonbatch.core: POST /files/upload with purpose, file_name, file_type and file is accepted", function()
     local body, res = core.files.upload({ base_url = url, api_key = KEY, path = "/files/upload", file = input,

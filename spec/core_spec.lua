@@ -1,21 +1,11 @@
 -- spec/core_spec.lua: moonbatch.core, one exchange per call, against the stand-in over real sockets.
 local core = require("moonbatch.core")
 local standin = require("spec.standin_helper")
+local shell = require("spec.support.shell")
+local write_file, tmpname = shell.write_file, shell.tmpname
 
 local KEY = "sk-standin"
 local lua_bin = arg and arg[-1] or "lua5.4" -- the interpreter running busted
-
-local function write_file(path, content)
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-end
-
-local function tmpname(suffix)
-  local p = os.tmpname()
-  os.remove(p)
-  return p .. (suffix or "")
-end
 
 local requests = table.concat({
   '{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[]}}',

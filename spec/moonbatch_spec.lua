@@ -3,14 +3,9 @@
 local cjson = require("cjson")
 local moonbatch = require("moonbatch")
 local standin = require("spec.standin_helper")
+local tmpname = require("spec.support.shell").tmpname
 
 local KEY = "sk-standin"
-
-local function tmpname(suffix)
-  local p = os.tmpname()
-  os.remove(p)
-  return p .. (suffix or "")
-end
 
 -- true when a cjson.null hides anywhere in t
 local function has_null(t)

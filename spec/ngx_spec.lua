@@ -6,21 +6,11 @@
 local core = require("moonbatch.core")
 local standin = require("spec.standin_helper")
 local shell = require("spec.support.shell")
+local batch_file = require("spec.support.inputs").batch_file
 local cjson = require("cjson")
 
 local KEY = "sk-standin"
 local MiB = 1024 * 1024
-
--- a valid SiliconFlow batch file of `mib` MiB: 64 KiB lines (its 5,000-line limit allows 312 MiB)
-local function batch_file(path, mib)
-  local f = assert(io.open(path, "wb"))
-  local pad = ("x"):rep(64 * 1024 - 120)
-  for i = 1, mib * 16 do
-    local line = ('{"custom_id":"r-%06d","body":{"model":"m","messages":[{"role":"user","content":"%s"}]}}'):format(i, pad)
-    f:write(line, (" "):rep(64 * 1024 - #line - 1), "\n")
-  end
-  f:close()
-end
 
 -- the example's nginx.conf, made to run from `dir` on `port` with the checkout's moonbatch
 local function config(root, dir, port)

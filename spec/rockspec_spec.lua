@@ -1,5 +1,7 @@
 -- spec/rockspec_spec.lua: `luarocks make` installs the rock into a local tree, and a fresh
 -- interpreter loads moonbatch from that tree alone (lua-cjson from the system).
+local shell = require("spec.support.shell")
+
 describe("the rock", function()
   local lua_bin = arg[-1]
   local version = _VERSION:match("%d%.%d")
@@ -8,12 +10,10 @@ describe("the rock", function()
     local tree = os.tmpname()
     os.remove(tree)
     local log = tree .. ".log"
-    local ok = os.execute(("make -s rock LUA_VERSION=%s ROCK_TREE=%s > %s 2>&1"):format(version, tree, log))
-    local f = io.open(log)
-    local out = f and f:read("*a") or ""
-    if f then f:close() end
+    local ok = shell.execute(("make -s rock LUA_VERSION=%s ROCK_TREE=%s > %s 2>&1"):format(version, tree, log))
+    local out = shell.read_file(log) or ""
     os.remove(log)
-    assert.is_true(ok == true or ok == 0, out)
+    assert.is_true(ok, out)
 
     -- only the tree's paths: the checkout's lua/ and build/ must not be what loads
     -- (plain Lua 5.1 has no package.searchpath: the script carries a stand-in for it)
@@ -34,9 +34,7 @@ describe("the rock", function()
     local cmd = ("cd / && LUA_PATH='%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;;' " ..
                  "LUA_CPATH='%s/lib/lua/%s/?.so;;' %s -e %q 2>&1"):format(
                  tree, version, tree, version, tree, version, lua_bin, script)
-    local p = io.popen(cmd)
-    local loaded = p:read("*a")
-    p:close()
+    local loaded = shell.capture(cmd)
     os.execute("rm -rf " .. tree)
     local v, core, lua = loaded:match("^(%S+) (%S+) (%S+)$")
     assert.equal(require("moonbatch").version, v, loaded)
@@ -46,22 +44,13 @@ describe("the rock", function()
 end)
 
 describe("the rockspec", function()
-  local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-  end
-
   local function lines_of(cmd)
-    local p = io.popen(cmd)
     local out = {}
-    for l in p:lines() do out[#out + 1] = l end
-    p:close()
+    for l in shell.capture(cmd):gmatch("[^\n]+") do out[#out + 1] = l end
     return out
   end
 
-  local rockspec = read("moonbatch-scm-1.rockspec")
+  local rockspec = assert(shell.read_file("moonbatch-scm-1.rockspec"))
 
   it("lists every Lua module of lua/moonbatch", function()
     for _, path in ipairs(lines_of("find lua/moonbatch -name '*.lua' | sort")) do

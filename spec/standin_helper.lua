@@ -11,17 +11,15 @@
 --   s:call(method, path, json) -- any control call: returns the raw body and the HTTP status
 --   standin.alive(pid)         -- whether a process still runs (a zombie does not)
 --   standin.curl(url, opts)    -- one request with the curl command: see below
+--   standin.curl_with(key)     -- standin.curl sending `key` unless opts.key says otherwise
+--   standin.keys_of(t)         -- a decoded reply's keys, sorted
 --
 -- The stand-in watches this process (--watch-pid), so an aborted run leaves no nginx behind.
 -- Needs only lua-cjson and the curl and coreutils commands.
 local cjson = require("cjson")
 local shell = require("spec.support.shell")
-local quote = shell.quote
-local capture = shell.capture
-local read_file = shell.read_file
-local trim = shell.trim
-local execute = shell.execute
-local own_pid = shell.own_pid
+local quote, capture, read_file, trim = shell.quote, shell.capture, shell.read_file, shell.trim
+local execute, own_pid = shell.execute, shell.own_pid
 
 local M = {}
 
@@ -29,17 +27,10 @@ local Standin = {}
 Standin.__index = Standin
 
 local function script_path()
-  local source = debug.getinfo(1, "S").source
-  local dir = source:sub(1, 1) == "@" and source:sub(2):match("^(.*)/[^/]*$") or "spec"
-  return dir .. "/../bin/moonbatch-standin"
+  return shell.root() .. "/bin/moonbatch-standin"
 end
 
--- A live process (a zombie counts as gone: whoever adopted it may reap it late).
-local function alive(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  if stat then return stat:match("%) (%a)") ~= "Z" end
-  return execute("kill -0 " .. pid .. " 2>/dev/null")
-end
+local alive = shell.alive
 M.alive = alive
 
 local CURL = "curl -s -S --noproxy '*' "
@@ -176,6 +167,25 @@ function M.curl(url, opts)
   os.remove(out)
   if data_file then os.remove(data_file) end
   return r
+end
+
+-- standin.curl with `key` unless opts.key names another (false: no key at all).
+function M.curl_with(key)
+  return function(url, opts)
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    if o.key == nil then o.key = key end
+    o.key = o.key or nil
+    return M.curl(url, o)
+  end
+end
+
+-- The keys of t (a decoded JSON object), sorted: the fields a reply has.
+function M.keys_of(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out)
+  return out
 end
 
 local function answers(self)

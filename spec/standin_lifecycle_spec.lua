@@ -2,31 +2,17 @@
 -- failure, result URLs, the 404 window, broken downloads), per dialect, driven with curl.
 local cjson = require("cjson")
 local shell = require("spec.support.shell")
-local quote = shell.quote
-local capture = shell.capture
-local read_file = shell.read_file
-local write_file = shell.write_file
+local quote, capture, read_file, write_file = shell.quote, shell.capture, shell.read_file, shell.write_file
+local sh = shell.execute
 local standin = require("spec.standin_helper")
+local keys_of = standin.keys_of
 
 local KEY = "sk-standin-lifecycle-3b9c"
 local STEP = 0.2
 
-local function sh(command)
-  local a, _, code = os.execute(command)
-  if type(a) == "number" then return a == 0 end
-  return a == true and code == 0
-end
-
 -- Wall-clock seconds, with fractions.
 local function now()
   return tonumber((capture("date +%s.%N"):gsub("%s+$", "")))
-end
-
-local function keys_of(t)
-  local out = {}
-  for k in pairs(t) do out[#out + 1] = k end
-  table.sort(out)
-  return out
 end
 
 local function lines_of(text)
@@ -35,14 +21,7 @@ local function lines_of(text)
   return out
 end
 
-local function curl(url, opts)
-  opts = opts or {}
-  local o = {}
-  for k, v in pairs(opts) do o[k] = v end
-  if o.key == nil then o.key = KEY end
-  o.key = o.key or nil
-  return standin.curl(url, o)
-end
+local curl = standin.curl_with(KEY)
 
 local function post_json(url, body)
   return curl(url, { data = cjson.encode(body), headers = { "Content-Type: application/json" } })

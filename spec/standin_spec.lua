@@ -1,50 +1,12 @@
 -- spec/standin_spec.lua: the stand-in itself (bin/moonbatch-standin), driven with the curl command line.
 local cjson = require("cjson")
+local shell = require("spec.support.shell")
 local standin = require("spec.standin_helper")
+local quote, capture, sh, read_file = shell.quote, shell.capture, shell.execute, shell.read_file
+local write_file, tmpdir, tmpname = shell.write_file, shell.tmpdir, shell.tmpname
+local keys_of = standin.keys_of
 
 local KEY = "sk-standin-spec-7f3a"
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function capture(command)
-  local p = assert(io.popen(command, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function sh(command)
-  local a, _, code = os.execute(command)
-  if type(a) == "number" then return a == 0 end
-  return a == true and code == 0
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write_file(path, content)
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-end
-
-local function tmpdir()
-  return (capture("mktemp -d"):gsub("%s+$", ""))
-end
-
-local function keys_of(t)
-  local out = {}
-  for k in pairs(t) do out[#out + 1] = k end
-  table.sort(out)
-  return out
-end
 
 local unpack = table.unpack or unpack
 
@@ -71,14 +33,12 @@ local function pids_of_nginx(dir)
 end
 
 -- One curl run (see standin.curl), with the spec's key unless opts.key says otherwise (false: none).
-local function curl(url, opts)
-  opts = opts or {}
-  local key = opts.key
-  if key == nil then key = KEY end
-  local o = {}
-  for k, v in pairs(opts) do o[k] = v end
-  o.key = key or nil
-  return standin.curl(url, o)
+local curl = standin.curl_with(KEY)
+
+-- The decoded body of a reply that must be a 200.
+local function ok_json(r)
+  assert.equal(200, r.status, r.body)
+  return cjson.decode(r.body)
 end
 
 describe("moonbatch-standin", function()
@@ -91,9 +51,22 @@ describe("moonbatch-standin", function()
   end
 
   local function upload_ok(path)
-    local r = upload(path)
-    assert.equal(200, r.status, r.body)
-    return cjson.decode(r.body).data
+    return ok_json(upload(path)).data
+  end
+
+  -- a case's form fields, "INPUT" in them replaced by the input file's path
+  local function form_of(fields)
+    local form = {}
+    for i, f in ipairs(fields) do form[i] = f:gsub("INPUT", input) end
+    return form
+  end
+
+  -- the batch that create_batch(body) makes of file_id (the endpoint and window every dialect
+  -- takes, then `changes`), decoded from its 200 reply
+  local function batch_of(create_batch, file_id, changes)
+    local body = { input_file_id = file_id, endpoint = "/v1/chat/completions", completion_window = "24h" }
+    for k, v in pairs(changes or {}) do body[k] = v end
+    return ok_json(create_batch(body))
   end
 
   local function list(query, base)
@@ -119,9 +92,7 @@ describe("moonbatch-standin", function()
     dir = tmpdir()
     s = standin.start({ key = KEY, dir = dir })
     sf = s.urls.siliconflow
-    input = os.tmpname()
-    os.remove(input)   -- os.tmpname may create the file; the upload wants a .jsonl name
-    input = input .. ".jsonl"
+    input = tmpname(".jsonl")   -- the upload wants a .jsonl name
     content = '{"custom_id":"a","body":{"messages":[]}}\n{"custom_id":"b","body":{"messages":[]}}\n'
     write_file(input, content)
   end)
@@ -200,8 +171,7 @@ describe("moonbatch-standin", function()
 
     it("accepts a chunked body", function()
       local r = upload(input, { headers = { "Transfer-Encoding: chunked" } })
-      assert.equal(200, r.status, r.body)
-      local data = cjson.decode(r.body).data
+      local data = ok_json(r).data
       assert.equal(#content, data.bytes)
       assert.equal(content, s:file_content(data.id))
       assert.equal(2, s:log()[1].fields.file.lines)
@@ -222,9 +192,7 @@ describe("moonbatch-standin", function()
     }
     for _, case in ipairs(error_cases) do
       it("answers 400 when " .. case[1], function()
-        local form = {}
-        for i, f in ipairs(case[2]) do form[i] = f:gsub("INPUT", input) end
-        assert_bad_request(upload(input, { form = form }), case[3])
+        assert_bad_request(upload(input, { form = form_of(case[2]) }), case[3])
         assert.same({}, cjson.decode(list().body).data.data)
       end)
     end
@@ -265,8 +233,7 @@ describe("moonbatch-standin", function()
       local size = 200 * 1024 * 1024
       assert.is_true(sh(("truncate -s %d %s && printf '\\n' >> %s"):format(size - 1, quote(big), quote(big))))
       local r = upload(big)
-      assert.equal(200, r.status, r.body)
-      local data = cjson.decode(r.body).data
+      local data = ok_json(r).data
       assert.equal(size, data.bytes)
       assert.equal(1001, s:log()[1].fields.file.lines)
       assert.is_true(sh("cmp -s " .. quote(big) .. " " .. quote(dir .. "/files/" .. data.id)))
@@ -444,6 +411,15 @@ describe("moonbatch-standin", function()
     end
   end
 
+  -- The decoded body of a 200 reply that is an object of exactly `keys`, in that order.
+  local function ok_object(r, keys)
+    assert.equal(200, r.status, r.body)
+    assert_key_order(r.body, keys)
+    local object = cjson.decode(r.body)
+    assert.same(sorted(keys), keys_of(object))
+    return object
+  end
+
   local function post_json(url, body, opts)
     opts = opts or {}
     opts.data = type(body) == "string" and body or cjson.encode(body)
@@ -455,11 +431,7 @@ describe("moonbatch-standin", function()
     local file_id
 
     local function new_batch(changes)
-      local b = { input_file_id = file_id, endpoint = "/v1/chat/completions", completion_window = "24h" }
-      for k, v in pairs(changes or {}) do b[k] = v end
-      local r = create(b)
-      assert.equal(200, r.status, r.body)
-      return cjson.decode(r.body)
+      return batch_of(create, file_id, changes)
     end
 
     local function assert_go_404(r)
@@ -475,8 +447,7 @@ describe("moonbatch-standin", function()
     it("GET /batches/{id} answers the batch, unknown ids Go's 404", function()
       local b = new_batch({ metadata = { a = "b" } })
       local r = curl(sf .. "/batches/" .. b.id)
-      assert.equal(200, r.status, r.body)
-      local got = cjson.decode(r.body)
+      local got = ok_json(r)
       assert.equal(b.id, got.id)
       assert.equal("in_queue", got.status)
       assert.same({ a = "b" }, got.metadata)
@@ -522,8 +493,7 @@ describe("moonbatch-standin", function()
     it("POST /batches/{id}/cancel makes the batch cancelling; unknown ids get Go's 404", function()
       local b = new_batch()
       local r = curl(sf .. "/batches/" .. b.id .. "/cancel", { method = "POST" })
-      assert.equal(200, r.status, r.body)
-      local got = cjson.decode(r.body)
+      local got = ok_json(r)
       assert.equal("cancelling", got.status)
       assert.is_true(math.abs(got.cancelling_at - os.time()) < 60)
       assert.equal("cancelling", cjson.decode(curl(sf .. "/batches/" .. b.id .. "/cancel", { method = "POST" }).body).status)
@@ -561,9 +531,7 @@ describe("moonbatch-standin", function()
     end
 
     local function tg_upload_ok(form)
-      local r = tg_upload(form)
-      assert.equal(200, r.status, r.body)
-      return cjson.decode(r.body)
+      return ok_json(tg_upload(form))
     end
 
     local function tg_create(body, opts)
@@ -597,10 +565,7 @@ describe("moonbatch-standin", function()
 
     it("POST /files/upload stores the file and answers a FileResponse", function()
       local r = tg_upload()
-      assert.equal(200, r.status, r.body)
-      assert_key_order(r.body, FILE_KEYS)
-      local f = cjson.decode(r.body)
-      assert.same(sorted(FILE_KEYS), keys_of(f))
+      local f = ok_object(r, FILE_KEYS)
       assert.matches("^file%-" .. UUID .. "$", f.id)
       assert.equal("file", f.object)
       assert.equal("requests.jsonl", f.filename)
@@ -629,9 +594,7 @@ describe("moonbatch-standin", function()
     }
     for _, case in ipairs(upload_errors) do
       it("POST /files/upload answers 400 ErrorData when " .. case[1], function()
-        local form = {}
-        for i, f in ipairs(case[2]) do form[i] = f:gsub("INPUT", input) end
-        local err = assert_error_data(tg_upload(form), 400, case[3])
+        local err = assert_error_data(tg_upload(form_of(case[2])), 400, case[3])
         assert.equal("invalid_request_error", err.type)
         assert.truthy(err.message:find(case[3], 1, true), err.message)
         assert.same({ data = {} }, cjson.decode(curl(tg .. "/files").body))
@@ -796,9 +759,7 @@ describe("moonbatch-standin", function()
     end
 
     local function oa_upload_ok(form)
-      local r = oa_upload(form)
-      assert.equal(200, r.status, r.body)
-      return cjson.decode(r.body)
+      return ok_json(oa_upload(form))
     end
 
     local function oa_create(body, opts)
@@ -806,11 +767,7 @@ describe("moonbatch-standin", function()
     end
 
     local function oa_batch(file_id, changes)
-      local body = { input_file_id = file_id, endpoint = "/v1/chat/completions", completion_window = "24h" }
-      for k, v in pairs(changes or {}) do body[k] = v end
-      local r = oa_create(body)
-      assert.equal(200, r.status, r.body)
-      return cjson.decode(r.body)
+      return batch_of(oa_create, file_id, changes)
     end
 
     -- {"error": {message, type, param, code}}, all four present.
@@ -832,10 +789,7 @@ describe("moonbatch-standin", function()
 
     it("POST /files answers a File object", function()
       local r = oa_upload()
-      assert.equal(200, r.status, r.body)
-      assert_key_order(r.body, FILE_KEYS)
-      local f = cjson.decode(r.body)
-      assert.same(sorted(FILE_KEYS), keys_of(f))
+      local f = ok_object(r, FILE_KEYS)
       assert.matches("^file%-%w+$", f.id)
       assert.equal("file", f.object)
       assert.equal(#content, f.bytes)
@@ -857,9 +811,7 @@ describe("moonbatch-standin", function()
     }
     for _, case in ipairs(upload_errors) do
       it("POST /files answers 400 invalid_request_error when " .. case[1], function()
-        local form = {}
-        for i, f in ipairs(case[2]) do form[i] = f:gsub("INPUT", input) end
-        local err = assert_error(oa_upload(form), 400, case[3])
+        local err = assert_error(oa_upload(form_of(case[2])), 400, case[3])
         assert.equal("invalid_request_error", err.type)
       end)
     end
@@ -939,10 +891,7 @@ describe("moonbatch-standin", function()
       local r = oa_create({ input_file_id = f.id, endpoint = "/v1/chat/completions", completion_window = "24h",
                             metadata = { run = "nightly" },
                             output_expires_after = { anchor = "created_at", seconds = 3600 } })
-      assert.equal(200, r.status, r.body)
-      assert_key_order(r.body, BATCH_KEYS)
-      local b = cjson.decode(r.body)
-      assert.same(sorted(BATCH_KEYS), keys_of(b))
+      local b = ok_object(r, BATCH_KEYS)
       assert.matches("^batch_%x+$", b.id)
       assert.equal("batch", b.object)
       assert.equal("validating", b.status)
@@ -1021,8 +970,7 @@ describe("moonbatch-standin", function()
     it("POST /batches/{id}/cancel makes the batch cancelling", function()
       local b = oa_batch(oa_upload_ok().id)
       local r = curl(oa .. "/batches/" .. b.id .. "/cancel", { method = "POST" })
-      assert.equal(200, r.status, r.body)
-      local got = cjson.decode(r.body)
+      local got = ok_json(r)
       assert.equal("cancelling", got.status)
       assert.equal("number", type(got.cancelling_at))
     end)

@@ -3,14 +3,10 @@
 local cjson = require("cjson")
 local moonbatch = require("moonbatch")
 local standin = require("spec.standin_helper")
+local shell = require("spec.support.shell")
+local exists, tmpname = shell.exists, shell.tmpname
 
 local KEY = "sk-standin"
-
-local function tmpname(suffix)
-  local p = os.tmpname()
-  os.remove(p)
-  return p .. (suffix or "")
-end
 
 local function write(path, lines)
   local f = assert(io.open(path, "wb"))
@@ -22,12 +18,6 @@ local function read_lines(path)
   local out = {}
   for line in io.lines(path) do out[#out + 1] = line end
   return out
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
 end
 
 -- every file in the directory of `path` whose name starts with path's name

@@ -2,6 +2,7 @@
 -- the client and returns the exit status: 0 done, 1 failed (the reason on standard error),
 -- 2 a usage error, 130 interrupted. Results go to standard output (JSON with --json, short
 -- `key: value` lines otherwise); steps and progress go to standard error.
+local fs = require("moonbatch.fs")
 local progress = require("moonbatch.progress")
 
 local cli = {}
@@ -27,14 +28,7 @@ end
 
 -- shell helpers ------------------------------------------------------------------------------------
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function succeeded(a, _, code)
-  if type(a) == "number" then return a == 0 end -- Lua 5.1 and LuaJIT without 5.2 compat
-  return a == true and (code == nil or code == 0)
-end
+local quote, succeeded = fs.quote, fs.succeeded
 
 local function capture(command)
   local p = io.popen(command, "r")
@@ -46,14 +40,6 @@ end
 
 local function trim(s)
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
-
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local size = f:seek("end")
-  f:close()
-  return size
 end
 
 local function count_lines(path)
@@ -294,6 +280,13 @@ The API key comes from the provider's variable (SILICONFLOW_API_KEY, TOGETHER_AP
 OPENAI_API_KEY), then MOONBATCH_API_KEY, or from --key-file; never from an argument.
 ]]
 
+-- the options of a batch's creation, as create, run and job run describe them
+local BATCH_OPTIONS_HELP = [[
+  --endpoint PATH           the endpoint of every request (default: /v1/chat/completions)
+  --completion-window W     how long the provider may take (default: 24h)
+  --model MODEL             replace every line's model with MODEL
+]]
+
 local commands = {}
 local order = { "run", "job", "validate", "upload", "files", "batches", "create", "status", "wait",
                 "cancel", "download", "delete" }
@@ -365,9 +358,7 @@ commands.create = {
 Creates a batch from the uploaded file FILE_ID and prints the Batch.
 
 options:
-  --endpoint PATH           the endpoint of every request (default: /v1/chat/completions)
-  --completion-window W     how long the provider may take (default: 24h)
-  --model MODEL             replace every line's model with MODEL
+]] .. BATCH_OPTIONS_HELP .. [[
   --metadata KEY=VALUE      a metadata entry (repeatable; not on together)
 ]],
 }
@@ -434,9 +425,7 @@ options:
   -o, --output RESULTS      where the results go (required)
   --errors PATH             where failed requests go (default: RESULTS with .errors before
                             its extension: results.jsonl -> results.errors.jsonl)
-  --endpoint PATH           the endpoint of every request (default: /v1/chat/completions)
-  --completion-window W     how long the provider may take (default: 24h)
-  --model MODEL             replace every line's model with MODEL
+]] .. BATCH_OPTIONS_HELP .. [[
   --metadata KEY=VALUE      a metadata entry (repeatable; not on together)
   --purpose PURPOSE         the upload's purpose (default: the provider's batch purpose)
   --interval SECONDS        poll every SECONDS (default: 2, growing to 30)
@@ -491,9 +480,7 @@ options:
   -o, --output RESULTS      where the merged results go (required)
   --errors PATH             where failed requests go (default: RESULTS with .errors before
                             its extension)
-  --endpoint PATH           the endpoint of every request (default: /v1/chat/completions)
-  --completion-window W     how long the provider may take (default: 24h)
-  --model MODEL             replace every line's model with MODEL
+]] .. BATCH_OPTIONS_HELP .. [[
   --metadata KEY=VALUE      a metadata entry on every batch (repeatable; not on together)
   --concurrency N           uploads, creates and downloads at once (default: 4)
   --shard-lines N           at most N lines a shard (default: the provider's limit)
@@ -901,21 +888,37 @@ local function plural(n, one, many)
   return ("%d %s"):format(n, n == 1 and one or (many or one .. "s"))
 end
 
---- Validate `file`: the report, or the problems on standard error and a failure.
-function Context:validate_step(file, quiet_ok)
-  local moonbatch = self:library()
-  local report, msg, info = moonbatch.validate(file, {
+-- does a failure's info list the problems of an input file?
+local function has_problems(info)
+  return info and info.kind == "validation" and info.problems
+end
+
+--- The problems of `file` on standard error: their count, then up to PROBLEMS_SHOWN of them.
+function Context:warn_problems(file, info)
+  self:warn(("moonbatch: %s: %s"):format(file, plural(#info.problems, "problem")))
+  for _, line in ipairs(problem_lines(info)) do self:warn(line) end
+end
+
+-- a failed call on the input `file`: its problems listed as `validate` lists them, else the message
+local function file_failure(ctx, file, msg, info)
+  if has_problems(info) then
+    ctx:warn_problems(file, info)
+    fail(nil, EXIT_FAILED, { info = info, shown = true })
+  end
+  fail(msg, EXIT_FAILED, { info = info })
+end
+
+--- moonbatch.validate(file) under the command's provider, --endpoint and --model.
+function Context:validate_file(file)
+  return self:library().validate(file, {
     provider = self.provider, endpoint = self.opts.endpoint, replace_model = self.opts.model,
   })
-  if not report then
-    if info and info.kind == "validation" and info.problems then
-      local n = #info.problems
-      self:warn(("moonbatch: %s: %s"):format(file, plural(n, "problem")))
-      for _, line in ipairs(problem_lines(info)) do self:warn(line) end
-      fail(nil, EXIT_FAILED, { info = info, shown = true })
-    end
-    fail(msg, EXIT_FAILED, { info = info })
-  end
+end
+
+--- Validate `file`: the report, or the problems on standard error and a failure.
+function Context:validate_step(file, quiet_ok)
+  local report, msg, info = self:validate_file(file)
+  if not report then file_failure(self, file, msg, info) end
   if not quiet_ok then
     local models = models_text(report.models)
     local several = models and models:find(", ", 1, true)
@@ -928,7 +931,7 @@ end
 --- Upload `file` with a bar: the File.
 function Context:upload_step(file)
   local client = self:client()
-  local size = file_size(file)
+  local size = fs.size(file)
   if not size then
     local f, err = io.open(file, "rb")
     if f then f:close() end
@@ -995,33 +998,30 @@ function Context:wait_step(id)
   return self:check(batch, msg, info)
 end
 
-local function batch_failure(b)
+-- the exit status once batch `b` has ended: 0 when it completed, else 1 and why on standard error
+local function batch_exit(ctx, b)
+  if b.status == "completed" then return EXIT_OK end
   local why = {}
   for _, e in ipairs(b.errors or {}) do why[#why + 1] = error_text(e) end
-  return ("moonbatch: batch %s %s%s"):format(b.id, b.status,
-    #why > 0 and (": " .. table.concat(why, "; ")) or "")
+  ctx:warn(("moonbatch: batch %s %s%s"):format(b.id, b.status,
+    #why > 0 and (": " .. table.concat(why, "; ")) or ""))
+  return EXIT_FAILED
 end
 
 -- the commands ------------------------------------------------------------------------------------
 
 function commands.validate.run(ctx)
   local file = ctx.args[1]
-  local moonbatch = ctx:library()
-  local report, msg, info = moonbatch.validate(file, {
-    provider = ctx.provider, endpoint = ctx.opts.endpoint, replace_model = ctx.opts.model,
-  })
+  local report, msg, info = ctx:validate_file(file)
   if not report then
-    if info and info.kind == "validation" and info.problems then
-      if ctx.json then
-        local r = info.report or {}
-        ctx:print_json({ ok = false, file = file, lines = r.lines, bytes = r.bytes, models = r.models,
-                         problems = info.problems })
-      end
-      ctx:warn(("moonbatch: %s: %s"):format(file, plural(#info.problems, "problem")))
-      for _, line in ipairs(problem_lines(info)) do ctx:warn(line) end
-      return EXIT_FAILED
+    if not has_problems(info) then fail(msg, EXIT_FAILED, { info = info }) end
+    if ctx.json then
+      local r = info.report or {}
+      ctx:print_json({ ok = false, file = file, lines = r.lines, bytes = r.bytes, models = r.models,
+                       problems = info.problems })
     end
-    fail(msg, EXIT_FAILED, { info = info })
+    ctx:warn_problems(file, info)
+    return EXIT_FAILED
   end
   if ctx.json then
     ctx:print_json({ ok = true, file = file, lines = report.lines, bytes = report.bytes, models = report.models })
@@ -1057,60 +1057,45 @@ local function collect(iterator_maker)
            last_id = items[#items] and items[#items].id }
 end
 
-function commands.files.run(ctx)
-  local client = ctx:client()
+-- list `kind` ("files" or "batches"): one page, or every page with --all; printed as JSON or as
+-- a table of `header`, row(item) a row
+local function list_command(ctx, kind, opts, header, row)
+  local api = ctx:client()[kind]
   local page
   if ctx.opts.all then
-    page = collect(function() return client.files.each({ purpose = ctx.opts.purpose, limit = ctx.opts.limit }) end)
+    page = collect(function() return api.each(opts) end)
   else
-    page = ctx:check(client.files.list({ purpose = ctx.opts.purpose, limit = ctx.opts.limit }))
+    page = ctx:check(api.list(opts))
   end
   if ctx.json then
     ctx:print_json(page)
     return EXIT_OK
   end
   if #page.data == 0 then
-    ctx:out("no files")
+    ctx:out("no " .. kind)
     return EXIT_OK
   end
   local rows = {}
-  for _, f in ipairs(page.data) do
-    rows[#rows + 1] = { f.id or "?", f.bytes and progress.bytes(f.bytes) or "-", short_time(f.created_at),
-                        f.line_count and tostring(f.line_count) or "-", f.purpose or "-", f.filename or "" }
-  end
-  for _, line in ipairs(table_lines({ "ID", "SIZE", "CREATED (UTC)", "LINES", "PURPOSE", "FILENAME" }, rows)) do
-    ctx:out(line)
-  end
-  if page.has_more then ctx:say("(more files: --all lists every page)") end
+  for i, item in ipairs(page.data) do rows[i] = row(item) end
+  for _, line in ipairs(table_lines(header, rows)) do ctx:out(line) end
+  if page.has_more then ctx:say(("(more %s: --all lists every page)"):format(kind)) end
   return EXIT_OK
 end
 
+function commands.files.run(ctx)
+  return list_command(ctx, "files", { purpose = ctx.opts.purpose, limit = ctx.opts.limit },
+    { "ID", "SIZE", "CREATED (UTC)", "LINES", "PURPOSE", "FILENAME" }, function(f)
+      return { f.id or "?", f.bytes and progress.bytes(f.bytes) or "-", short_time(f.created_at),
+               f.line_count and tostring(f.line_count) or "-", f.purpose or "-", f.filename or "" }
+    end)
+end
+
 function commands.batches.run(ctx)
-  local client = ctx:client()
-  local page
-  if ctx.opts.all then
-    page = collect(function() return client.batches.each({ limit = ctx.opts.limit }) end)
-  else
-    page = ctx:check(client.batches.list({ limit = ctx.opts.limit }))
-  end
-  if ctx.json then
-    ctx:print_json(page)
-    return EXIT_OK
-  end
-  if #page.data == 0 then
-    ctx:out("no batches")
-    return EXIT_OK
-  end
-  local rows = {}
-  for _, b in ipairs(page.data) do
-    rows[#rows + 1] = { b.id or "?", b.status or "?", batch_counts(b) or "-", short_time(b.created_at),
-                        b.input_file_id or "-" }
-  end
-  for _, line in ipairs(table_lines({ "ID", "STATUS", "DONE", "CREATED (UTC)", "INPUT" }, rows)) do
-    ctx:out(line)
-  end
-  if page.has_more then ctx:say("(more batches: --all lists every page)") end
-  return EXIT_OK
+  return list_command(ctx, "batches", { limit = ctx.opts.limit },
+    { "ID", "STATUS", "DONE", "CREATED (UTC)", "INPUT" }, function(b)
+      return { b.id or "?", b.status or "?", batch_counts(b) or "-", short_time(b.created_at),
+               b.input_file_id or "-" }
+    end)
 end
 
 local function metadata(ctx)
@@ -1125,6 +1110,7 @@ local function metadata(ctx)
   return m
 end
 
+-- the batch options the flags give, for the batch of `file_id` (none for a job: each shard's own)
 local function create_options(ctx, file_id)
   return {
     input_file_id = file_id, endpoint = ctx.opts.endpoint,
@@ -1160,25 +1146,23 @@ function commands.create.run(ctx)
   return EXIT_OK
 end
 
-function commands.status.run(ctx)
-  ctx:print_object(ctx:check(ctx:client().batches.get(ctx.args[1])), BATCH_FIELDS)
-  return EXIT_OK
+-- a command that prints the Batch that client.batches[method](BATCH_ID) returns
+local function batch_command(method)
+  return function(ctx)
+    ctx:print_object(ctx:check(ctx:client().batches[method](ctx.args[1])), BATCH_FIELDS)
+    return EXIT_OK
+  end
 end
+
+commands.status.run = batch_command("get")
 
 function commands.wait.run(ctx)
   local batch = ctx:wait_step(ctx.args[1])
   ctx:print_object(batch, BATCH_FIELDS)
-  if batch.status ~= "completed" then
-    ctx:warn(batch_failure(batch))
-    return EXIT_FAILED
-  end
-  return EXIT_OK
+  return batch_exit(ctx, batch)
 end
 
-function commands.cancel.run(ctx)
-  ctx:print_object(ctx:check(ctx:client().batches.cancel(ctx.args[1])), BATCH_FIELDS)
-  return EXIT_OK
-end
+commands.cancel.run = batch_command("cancel")
 
 function commands.download.run(ctx)
   local id, path = ctx.args[1], ctx.args[2]
@@ -1213,22 +1197,11 @@ local function same_file(a, b)
   return a == b or succeeded(os.execute(("test %s -ef %s"):format(quote(a), quote(b))))
 end
 
--- an empty file at `path`, written as downloads are: beside it first, then renamed
-local function write_empty(path)
-  local temp = path .. ".moonbatch-empty.part"
-  local f, err = io.open(temp, "wb")
-  if not f then return nil, err end
-  f:close()
-  local ok, rename_err = os.rename(temp, path)
-  if not ok then
-    os.remove(temp)
-    return nil, rename_err
-  end
-  return true
-end
-
--- the results and errors paths can be written, and are neither the input nor each other
-local function check_outputs(file, results, errors_path)
+-- the paths -o and --errors name (by default: the results with .errors before the extension),
+-- once checked: both can be written, and are neither the input `file` nor each other
+local function output_paths(ctx, file)
+  local results = ctx.opts.output
+  local errors_path = ctx.opts.errors or cli.errors_path(results)
   for _, p in ipairs({ results, errors_path }) do
     if not writable_dir(dirname(p)) then
       fail(("moonbatch: cannot write %s: %s is not a writable directory"):format(p, dirname(p)))
@@ -1238,13 +1211,13 @@ local function check_outputs(file, results, errors_path)
   if same_file(results, errors_path) then
     fail("moonbatch: the results and the errors would go to the same file " .. results)
   end
+  return results, errors_path
 end
 
 function commands.run.run(ctx)
-  local file, results = ctx.args[1], ctx.opts.output
-  local errors_path = ctx.opts.errors or cli.errors_path(results)
+  local file = ctx.args[1]
   local client = ctx:client()
-  check_outputs(file, results, errors_path)
+  local results, errors_path = output_paths(ctx, file)
   local opts = create_options(ctx, "?")
   local report
   if not ctx.opts["no-validate"] then report = ctx:validate_step(file) end
@@ -1271,7 +1244,8 @@ function commands.run.run(ctx)
     ctx:download_step(batch.output_file_id, results, "results")
     written.results = results
   elseif batch.status == "completed" then
-    local ok, err = write_empty(results)
+    -- written as downloads are: beside it first, then renamed
+    local ok, err = fs.write_atomic(results, results .. ".moonbatch-empty.part", "")
     if not ok then fail(("moonbatch: cannot write %s: %s"):format(results, tostring(err))) end
     ctx:say(("wrote %s (empty: no request succeeded)"):format(results))
     written.results = results
@@ -1302,24 +1276,10 @@ function commands.run.run(ctx)
     if written.results then ctx:out(("results: %s (%s)"):format(written.results, plural(result_lines, "line"))) end
     if written.errors then ctx:out(("errors: %s (%s)"):format(written.errors, plural(error_lines, "line"))) end
   end
-  if batch.status ~= "completed" then
-    ctx:warn(batch_failure(batch))
-    return EXIT_FAILED
-  end
-  return EXIT_OK
+  return batch_exit(ctx, batch)
 end
 
 -- jobs ------------------------------------------------------------------------------------
-
--- a failed job call: a file's problems listed as `validate` lists them, else the message
-local function job_failure(ctx, file, msg, info)
-  if info and info.kind == "validation" and info.problems then
-    ctx:warn(("moonbatch: %s: %s"):format(file, plural(#info.problems, "problem")))
-    for _, line in ipairs(problem_lines(info)) do ctx:warn(line) end
-    fail(nil, EXIT_FAILED, { info = info, shown = true })
-  end
-  fail(msg, EXIT_FAILED, { info = info })
-end
 
 local function job_events(ctx)
   return function(e) ctx:say(e.text) end
@@ -1373,20 +1333,18 @@ local function job_client(ctx, results, optional)
 end
 
 commands["job run"].run = function(ctx)
-  local file, results = ctx.args[1], ctx.opts.output
-  local errors_path = ctx.opts.errors or cli.errors_path(results)
-  check_outputs(file, results, errors_path)
+  local file = ctx.args[1]
+  local results = output_paths(ctx, file)
   local client = ctx:client({ tasks = true })
   local job = ctx:library().job
   ctx.job_manifest = job.manifest_path(results)
-  local summary, msg, info = unraised(job.run, client, {
-    input = file, results = results, errors = ctx.opts.errors, endpoint = ctx.opts.endpoint,
-    completion_window = ctx.opts["completion-window"], metadata = metadata(ctx),
-    replace = ctx.opts.model and { model = ctx.opts.model } or nil,
-    concurrency = ctx.opts.concurrency, max_lines = ctx.opts["shard-lines"],
-    max_bytes = ctx.opts["shard-bytes"], interval = ctx.opts.interval, on_event = job_events(ctx),
-  })
-  if not summary then job_failure(ctx, file, msg, info) end
+  local opts = create_options(ctx) -- every batch's endpoint, window, metadata and model
+  opts.input, opts.results, opts.errors = file, results, ctx.opts.errors
+  opts.concurrency, opts.max_lines, opts.max_bytes = ctx.opts.concurrency, ctx.opts["shard-lines"],
+    ctx.opts["shard-bytes"]
+  opts.interval, opts.on_event = ctx.opts.interval, job_events(ctx)
+  local summary, msg, info = unraised(job.run, client, opts)
+  if not summary then file_failure(ctx, file, msg, info) end
   return job_summary(ctx, summary)
 end
 
@@ -1447,9 +1405,8 @@ commands["job cancel"].run = function(ctx)
 end
 
 commands["job retry-failed"].run = function(ctx)
-  local old, results = ctx.args[1], ctx.opts.output
-  local errors_path = ctx.opts.errors or cli.errors_path(results)
-  check_outputs(old, results, errors_path)
+  local old = ctx.args[1]
+  local results = output_paths(ctx, old)
   local client = job_client(ctx, old)
   local job = ctx.moonbatch.job
   ctx.job_manifest = job.manifest_path(results)
@@ -1457,7 +1414,7 @@ commands["job retry-failed"].run = function(ctx)
     from = old, results = results, errors = ctx.opts.errors, concurrency = ctx.opts.concurrency,
     interval = ctx.opts.interval, on_event = job_events(ctx),
   })
-  if not summary then job_failure(ctx, old, msg, info) end
+  if not summary then file_failure(ctx, old, msg, info) end
   if summary.requests == 0 then
     if ctx.json then ctx:print_json(summary) else ctx:out("nothing to retry: every request of " .. old .. " has a result") end
     return EXIT_OK

@@ -15,6 +15,7 @@
 local core = require("moonbatch.core")
 local cjson = require("cjson").new()
 local args = require("moonbatch.args")
+local fs = require("moonbatch.fs")
 local manifest = require("moonbatch.manifest")
 local objects = require("moonbatch.objects")
 local progress = require("moonbatch.progress")
@@ -53,24 +54,6 @@ end
 
 -- paths ------------------------------------------------------------------------------------
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local size = f:seek("end")
-  f:close()
-  return size
-end
-
 -- an absolute path (from $PWD) so that a later run from elsewhere finds the same file
 local function absolute(path)
   if path:sub(1, 1) == "/" then return path end
@@ -91,17 +74,6 @@ end
 --- Where the manifest of the job whose results go to `results` is: `<results>.manifest.json`.
 function job.manifest_path(results)
   return results .. ".manifest.json"
-end
-
-local function random_id(bytes)
-  local f = io.open("/dev/urandom", "rb")
-  local raw = f and f:read(bytes)
-  if f then f:close() end
-  local out = {}
-  for i = 1, bytes do
-    out[i] = ("%02x"):format(raw and #raw == bytes and raw:byte(i) or math.random(0, 255))
-  end
-  return table.concat(out)
 end
 
 -- splitting ------------------------------------------------------------------------------------
@@ -199,7 +171,7 @@ end
 
 -- has the job been cancelled (by job.cancel, maybe from another process)?
 local function cancelled(ctx)
-  if not ctx.m.cancelled and exists(ctx.manifest_path .. ".cancel") then
+  if not ctx.m.cancelled and fs.exists(ctx.manifest_path .. ".cancel") then
     ctx.m.cancelled = true
     save(ctx)
     event(ctx, "cancelling", nil, "the job was cancelled: no new batch will be created")
@@ -247,14 +219,17 @@ end
 
 -- looking back ------------------------------------------------------------------------------------
 
--- the file named `name` on the server, false when there is none, or nil, msg, info
-local function find_file(client, name)
+-- the first item of the pages list(after) gives (at most LOOKUP_PAGES of them) that match(item)
+-- says is the one: match returns the item, false when no item further on can be it, or nil to
+-- go on. false when there is none, or nil, msg, info
+local function find_in_pages(list, match)
   local after
   for _ = 1, LOOKUP_PAGES do
-    local page, msg, info = client.files.list({ limit = LOOKUP_PAGE, after = after })
+    local page, msg, info = list(after)
     if not page then return nil, msg, info end
-    for _, f in ipairs(page.data) do
-      if f.filename == name then return f end
+    for _, item in ipairs(page.data) do
+      local found = match(item)
+      if found ~= nil then return found end
     end
     if not page.has_more or #page.data == 0 then return false end
     after = page.last_id
@@ -262,24 +237,24 @@ local function find_file(client, name)
   return false
 end
 
+-- the file named `name` on the server, false when there is none, or nil, msg, info
+local function find_file(client, name)
+  return find_in_pages(function(after) return client.files.list({ limit = LOOKUP_PAGE, after = after }) end,
+    function(f) if f.filename == name then return f end end)
+end
+
 -- the batch made from `s.file_id`, false when there is none, or nil, msg, info. Batches come
 -- newest first: one made before the shard's file was uploaded cannot be its batch.
 local function find_batch(client, s)
-  local after
   local p = client.provider
-  for _ = 1, LOOKUP_PAGES do
-    local page, msg, info = client.batches.list({ limit = p.batches_cursor and LOOKUP_PAGE or nil, after = after })
-    if not page then return nil, msg, info end
-    for _, b in ipairs(page.data) do
-      if b.input_file_id == s.file_id then return b end
-      if p.batches_cursor and s.uploaded_at and b.created_at and b.created_at < s.uploaded_at - 600 then
-        return false
-      end
+  return find_in_pages(function(after)
+    return client.batches.list({ limit = p.batches_cursor and LOOKUP_PAGE or nil, after = after })
+  end, function(b)
+    if b.input_file_id == s.file_id then return b end
+    if p.batches_cursor and s.uploaded_at and b.created_at and b.created_at < s.uploaded_at - 600 then
+      return false
     end
-    if not page.has_more or #page.data == 0 then return false end
-    after = page.last_id
-  end
-  return false
+  end)
 end
 
 -- look for what an earlier run's step left on the server, twice: a request cut off by a crash
@@ -491,19 +466,15 @@ local function merge_into(ctx, target, name, seen)
   for _, s in ipairs(ctx.m.shards) do
     if s[name] then kept = kept + copy_unique(ctx.work .. "/" .. s[name], out, seen) end
   end
-  local closed, cerr = out:close()
-  local renamed, rerr
-  if closed then renamed, rerr = os.rename(temp, target) end
-  if not renamed then
-    os.remove(temp)
-    fail(("cannot write %s: %s"):format(target, tostring(cerr or rerr)), { kind = "io" })
-  end
+  local ok, werr = out:close()
+  if ok then ok, werr = fs.replace(temp, target) else os.remove(temp) end
+  if not ok then fail(("cannot write %s: %s"):format(target, tostring(werr)), { kind = "io" }) end
   return kept
 end
 
 -- remove the files in `dir` whose names start with `prefix`
 local function remove_prefixed(dir, prefix)
-  local listing = io.popen("ls -A " .. quote(dir) .. " 2>/dev/null")
+  local listing = io.popen("ls -A " .. fs.quote(dir) .. " 2>/dev/null")
   if not listing then return end
   for name in listing:lines() do
     if name:sub(1, #prefix) == prefix then os.remove(dir .. "/" .. name) end
@@ -565,7 +536,7 @@ local function plan(client, o, paths)
   local max_lines = o.max_lines or limits.lines or DEFAULT_LINES
   local max_bytes = o.max_bytes or limits.bytes or math.huge
   local shards = split(o.input, max_lines, max_bytes)
-  local id = random_id(6)
+  local id = fs.random_hex(6)
   for i, s in ipairs(shards) do
     s.index = i
     s.name = ("moonbatch-%s-%04d.jsonl"):format(id, i)
@@ -603,7 +574,7 @@ end
 -- a resumed job: the same input, the same options
 local function check_resume(client, m, o, path)
   check_client(client, m, path)
-  local size = file_size(o.input)
+  local size = fs.size(o.input)
   local checksum = size == m.input.bytes and core.checksum(o.input)
   if checksum ~= m.input.checksum then
     fail(("%s changed since job %s started (%s has %d bytes, sha256 %s): resume it with the " ..
@@ -633,7 +604,7 @@ local function recheck_downloads(m)
   for _, s in ipairs(m.shards) do
     for _, kind in ipairs({ "output", "error" }) do
       local name = s[kind .. "_file"]
-      if name and not exists(m.work .. "/" .. name) then
+      if name and not fs.exists(m.work .. "/" .. name) then
         s[kind .. "_file"] = nil
         s.status = "ended"
       end
@@ -669,7 +640,7 @@ local function run(client, o)
   if m then
     ctx.m = m
     check_resume(client, m, o, manifest_path)
-    if m.state == "done" and exists(m.results) and exists(m.errors) then
+    if m.state == "done" and fs.exists(m.results) and fs.exists(m.errors) then
       ctx.work = m.work
       clean_work(ctx) -- in case the run that merged was killed before it cleaned up
       event(ctx, "done", nil, ("job %s is done (%s)"):format(m.job_id, manifest_path))
@@ -699,8 +670,7 @@ local function run(client, o)
   end
   ctx.work = m.work
   m.state = "running"
-  local made = os.execute("mkdir -p " .. quote(ctx.work))
-  if made ~= true and made ~= 0 then -- Lua 5.1 says 0, later ones true
+  if not fs.succeeded(os.execute("mkdir -p " .. fs.quote(ctx.work))) then
     fail(("cannot make the work directory %s"):format(ctx.work), { kind = "io" })
   end
 
@@ -797,8 +767,7 @@ end
 -- Returns { job_id, state, requests, shards = { {index, lines, status, batch_id, batch_status,
 -- counts, ...} }, statuses = { [status] = count }, summary, ... }, or nil, msg, info.
 function job.status(client, opts)
-  local path = where("job.status", opts)
-  return guarded(status, client, path)
+  return guarded(status, client, where("job.status", opts))
 end
 
 -- cancel ------------------------------------------------------------------------------------
@@ -844,8 +813,7 @@ end
 -- and cancels every batch still running. Returns the status report (`failures` lists the
 -- cancels that failed), or nil, msg, info.
 function job.cancel(client, opts)
-  local path = where("job.cancel", opts)
-  return guarded(cancel, client, path)
+  return guarded(cancel, client, where("job.cancel", opts))
 end
 
 -- retries ------------------------------------------------------------------------------------
@@ -896,7 +864,7 @@ local function retry_failed(client, o)
     os.remove(temp)
     return { requests = 0, succeeded = 0, failed = 0, missing = 0, complete = true, shards = 0 }
   end
-  local ok, rerr = os.rename(temp, input)
+  local ok, rerr = fs.replace(temp, input)
   if not ok then fail(("cannot write %s: %s"):format(input, tostring(rerr)), { kind = "io" }) end
   return run(client, {
     input = input, results = o.results, errors = o.errors, manifest = o.manifest,

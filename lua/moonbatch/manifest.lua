@@ -3,6 +3,7 @@
 -- at any moment leaves the previous record or the next one, never half of one.
 -- @module moonbatch.manifest
 local cjson = require("cjson").new() -- our own instance: a caller's settings change nothing here
+local fs = require("moonbatch.fs")
 local objects = require("moonbatch.objects")
 
 local manifest = {}
@@ -54,34 +55,10 @@ end
 
 local suffix -- this process's temporary-file suffix, made on first use
 
-local function temporary(path)
-  if not suffix then
-    local f = io.open("/dev/urandom", "rb")
-    local bytes = f and f:read(4) or tostring(os.time() + os.clock())
-    if f then f:close() end
-    suffix = bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
-  end
-  return path .. ".tmp-" .. suffix
-end
-
 --- Write `m` to `path` atomically: true, or nil and why not.
 function manifest.write(path, m)
-  local text = manifest.encode(m)
-  local temp = temporary(path)
-  local f, err = io.open(temp, "wb")
-  if not f then return nil, err end
-  local written, werr = f:write(text)
-  local closed, cerr = f:close()
-  if not written or not closed then
-    os.remove(temp)
-    return nil, werr or cerr
-  end
-  local renamed, rerr = os.rename(temp, path)
-  if not renamed then
-    os.remove(temp)
-    return nil, rerr
-  end
-  return true
+  suffix = suffix or fs.random_hex(4)
+  return fs.write_atomic(path, path .. ".tmp-" .. suffix, manifest.encode(m))
 end
 
 --- Read the manifest at `path`: the table (numbers as integers, no cjson.null), false when there

@@ -7,6 +7,13 @@ function shell.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+--- The words of `list`, each quoted for sh, as one command line.
+function shell.words(list)
+  local out = {}
+  for i, w in ipairs(list) do out[i] = shell.quote(w) end
+  return table.concat(out, " ")
+end
+
 --- Did os.execute's results say the command succeeded (5.1 returns a number, 5.2+ three values)?
 function shell.succeeded(a, _, code)
   if type(a) == "number" then return a == 0 end
@@ -41,8 +48,41 @@ function shell.write_file(path, data)
   f:close()
 end
 
+--- Whether `path` can be opened for reading.
+function shell.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+--- A fresh temporary directory (mktemp -d).
+function shell.tmpdir()
+  return (shell.capture("mktemp -d"):gsub("%s+$", ""))
+end
+
+--- A fresh temporary path, nothing there yet, ending in `suffix`.
+function shell.tmpname(suffix)
+  local p = os.tmpname()
+  os.remove(p)
+  return p .. (suffix or "")
+end
+
 function shell.trim(s)
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+--- Whether process `pid` still runs (a zombie counts as gone: whoever adopted it may reap it late).
+function shell.alive(pid)
+  local stat = shell.read_file("/proc/" .. pid .. "/stat")
+  if stat then return stat:match("%) (%a)") ~= "Z" end
+  return shell.execute("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+--- The repository's root, from where this file lives (spec/support/).
+function shell.root()
+  local source = debug.getinfo(1, "S").source
+  local dir = source:sub(1, 1) == "@" and source:sub(2):match("^(.*)/[^/]*$") or "spec/support"
+  return dir .. "/../.."
 end
 
 --- The pid of this Lua process (busted's): /proc/self is whoever opens it, here we ourselves.

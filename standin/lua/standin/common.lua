@@ -94,6 +94,11 @@ function M.is_object(v)
   return type(v) == "table" and not is_sequence(v)
 end
 
+-- A field a request body left out or set to null.
+function M.absent(v)
+  return v == nil or v == M.null
+end
+
 ---------------------------------------------------------------------------------------------
 -- Replies: { status, body, content_type, headers }, sent by serve() or control.
 
@@ -105,6 +110,18 @@ end
 function M.text_reply(status, text, content_type, headers)
   return { status = status, body = text, content_type = content_type or "text/plain; charset=utf-8",
            headers = headers }
+end
+
+local ERROR = M.shape({ "error" })
+local ERROR_DETAIL = M.shape({ "message", "type", "param", "code" })
+
+-- OpenAI's error reply, {"error": {message, type (default invalid_request_error), param, code}}:
+-- OpenAI answers every failure so, Together its files endpoints.
+function M.error_reply(status, message, type_, param, code)
+  return M.json_reply(status, setmetatable({
+    error = setmetatable({ message = message, type = type_ or "invalid_request_error", param = param,
+                           code = code }, ERROR_DETAIL),
+  }, ERROR))
 end
 
 -- A stored file as the reply body: nginx sends it from disk (see serve()), so it never passes
@@ -155,6 +172,19 @@ local function arm_reset()
   return ffi.C.setsockopt(fd, 1 --[[SOL_SOCKET]], 13 --[[SO_LINGER]], linger, ffi.sizeof(linger)) == 0
 end
 
+-- An iterator over the rest of the open file f (or none: nil), `size` bytes at a time, that
+-- closes f once it is read.
+local function file_pieces(f, size)
+  return function()
+    local piece = f and f:read(size)
+    if not piece and f then
+      f:close()
+      f = nil
+    end
+    return piece
+  end
+end
+
 -- The reply's body as an iterator of pieces of `size` bytes (a file body is read from disk as
 -- it goes, never whole), and the body's length.
 local function body_pieces(reply, size)
@@ -170,14 +200,7 @@ local function body_pieces(reply, size)
   if not file then return function() return nil end, 0 end
   local length = file:seek("end")
   file:seek("set", 0)
-  return function()
-    local piece = file and file:read(size)
-    if not piece and file then
-      file:close()
-      file = nil
-    end
-    return piece
-  end, length
+  return file_pieces(file, size), length
 end
 
 -- Sends the headers, announcing the whole body, then the body as shape says:
@@ -358,16 +381,20 @@ function M.redact(text)
   return text
 end
 
--- A fresh id: prefix and n characters drawn from alphabet (default: lowercase letters).
-function M.new_id(prefix, n, alphabet)
-  alphabet = alphabet or "abcdefghijklmnopqrstuvwxyz"
+-- n characters drawn at random from alphabet, as a list.
+local function random_chars(n, alphabet)
+  local chars = {}
+  for i = 1, n do
+    local at = math.random(#alphabet)
+    chars[i] = alphabet:sub(at, at)
+  end
+  return chars
+end
+
+-- The first id make() returns that was never handed out before.
+local function unused_id(make)
   while true do
-    local chars = {}
-    for i = 1, n do
-      local at = math.random(#alphabet)
-      chars[i] = alphabet:sub(at, at)
-    end
-    local id = prefix .. table.concat(chars)
+    local id = make()
     if not state.ids[id] then
       state.ids[id] = true
       return id
@@ -375,26 +402,24 @@ function M.new_id(prefix, n, alphabet)
   end
 end
 
+-- A fresh id: prefix and n characters drawn from alphabet (default: lowercase letters).
+function M.new_id(prefix, n, alphabet)
+  alphabet = alphabet or "abcdefghijklmnopqrstuvwxyz"
+  return unused_id(function() return prefix .. table.concat(random_chars(n, alphabet)) end)
+end
+
 -- A fresh version-4 UUID, after prefix.
 function M.new_uuid(prefix)
   local hex = "0123456789abcdef"
-  while true do
-    local chars = {}
-    for i = 1, 32 do
-      local at = math.random(16)
-      chars[i] = hex:sub(at, at)
-    end
+  return unused_id(function()
+    local chars = random_chars(32, hex)
     chars[13] = "4"
     local variant = 8 + math.random(4)   -- 8, 9, a or b
     chars[17] = hex:sub(variant, variant)
     local h = table.concat(chars)
-    local id = (prefix or "") .. ("%s-%s-%s-%s-%s"):format(h:sub(1, 8), h:sub(9, 12), h:sub(13, 16),
+    return (prefix or "") .. ("%s-%s-%s-%s-%s"):format(h:sub(1, 8), h:sub(9, 12), h:sub(13, 16),
       h:sub(17, 20), h:sub(21, 32))
-    if not state.ids[id] then
-      state.ids[id] = true
-      return id
-    end
-  end
+  end)
 end
 
 -- ISO-8601 in UTC, whole seconds: 2024-01-15T15:30:00Z.
@@ -467,14 +492,19 @@ function M.file(instance, id)
   if record and (instance == nil or record.instance == instance) then return record end
 end
 
--- instance's files, newest first.
-function M.files(instance)
+-- The records of `list` (kept oldest first) that belong to instance, newest first.
+local function newest_first(list, instance)
   local out = {}
-  for i = #state.file_list, 1, -1 do
-    local record = state.file_list[i]
+  for i = #list, 1, -1 do
+    local record = list[i]
     if record.instance == instance then out[#out + 1] = record end
   end
   return out
+end
+
+-- instance's files, newest first.
+function M.files(instance)
+  return newest_first(state.file_list, instance)
 end
 
 -- Keeps a batch record ({ id =, ... }: see standin.lifecycle).
@@ -494,12 +524,7 @@ end
 
 -- instance's batches, newest first.
 function M.batches(instance)
-  local out = {}
-  for i = #state.batch_list, 1, -1 do
-    local record = state.batch_list[i]
-    if record.instance == instance then out[#out + 1] = record end
-  end
-  return out
+  return newest_first(state.batch_list, instance)
 end
 
 -- One page of records (ordered as given) after the one whose seq is after_seq (nil: from
@@ -746,19 +771,14 @@ local function body_source()
     ngx.req.read_body()
     local data = ngx.req.get_body_data()
     local path = not data and ngx.req.get_body_file()
-    local f = path and io.open(path, "rb")
+    local from_file = file_pieces(path and io.open(path, "rb"), CHUNK)
     return counted(spooled_source(function()
       if data then
         local chunk = data
         data = nil
         return chunk
       end
-      local chunk = f and f:read(CHUNK)
-      if not chunk and f then
-        f:close()
-        f = nil
-      end
-      return chunk
+      return from_file()
     end))
   end
   local sock = ngx.req.socket()   -- nil when there is no body ("no body")

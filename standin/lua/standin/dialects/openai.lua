@@ -8,8 +8,6 @@ local lifecycle = require("standin.lifecycle")
 
 local M = {}
 
-local ERROR = common.shape({ "error" })
-local ERROR_DETAIL = common.shape({ "message", "type", "param", "code" })
 local FILE = common.shape({
   "id", "object", "bytes", "created_at", "expires_at", "filename", "purpose", "status", "status_details",
 })
@@ -33,19 +31,10 @@ local ENDPOINTS = {
 }
 local FILE_EXPIRY = 30 * 86400   -- batch files expire after 30 days by default
 
-local function error_reply(status, message, type_, param, code)
-  return common.json_reply(status, setmetatable({
-    error = setmetatable({ message = message, type = type_ or "invalid_request_error", param = param,
-                           code = code }, ERROR_DETAIL),
-  }, ERROR))
-end
+local error_reply = common.error_reply
 
 local function bad_request(message, param, code)
   return error_reply(400, message, "invalid_request_error", param, code)
-end
-
-local function absent(v)
-  return v == nil or v == common.null
 end
 
 local function missing(name)
@@ -122,15 +111,20 @@ local function list_reply(page, more, render)
   }, LIST))
 end
 
+-- The page size a list asks for (or `default`), or nil and the error reply.
+local function page_limit(q, default, max)
+  if q.limit == nil then return default end
+  local limit = common.query_integer(q.limit)
+  if not limit or limit > max then
+    return nil, bad_request(("Invalid 'limit': integer must be between 1 and %d."):format(max), "limit")
+  end
+  return limit
+end
+
 local function list_files(req)
   local q = req.query
-  local limit = 10000
-  if q.limit ~= nil then
-    limit = common.query_integer(q.limit)
-    if not limit or limit > 10000 then
-      return bad_request("Invalid 'limit': integer must be between 1 and 10000.", "limit")
-    end
-  end
+  local limit, limit_err = page_limit(q, 10000, 10000)
+  if not limit then return limit_err end
   local order = q.order == nil and "desc" or q.order
   if order ~= "asc" and order ~= "desc" then
     return bad_request(("Invalid value for 'order': '%s'. Supported values are: 'asc' and 'desc'.")
@@ -214,7 +208,7 @@ end
 local function batch_error(instance, b)
   if not common.is_object(b) then return bad_request("The request body must be a JSON object.") end
   for _, name in ipairs({ "input_file_id", "endpoint", "completion_window" }) do
-    if absent(b[name]) then return missing(name) end
+    if common.absent(b[name]) then return missing(name) end
     if type(b[name]) ~= "string" then
       return bad_request(("Invalid type for '%s': expected a string."):format(name), name)
     end
@@ -229,7 +223,7 @@ local function batch_error(instance, b)
     return bad_request(("Invalid value: '%s'. Supported values are: '24h'."):format(b.completion_window),
       "completion_window")
   end
-  if not absent(b.metadata) then
+  if not common.absent(b.metadata) then
     local m = b.metadata
     if not common.is_object(m) and not (type(m) == "table" and #m == 0) then
       return bad_request("Invalid type for 'metadata': expected an object.", "metadata")
@@ -248,7 +242,7 @@ local function batch_error(instance, b)
       return bad_request("Invalid 'metadata': at most 16 key-value pairs.", "metadata")
     end
   end
-  if not absent(b.output_expires_after) then
+  if not common.absent(b.output_expires_after) then
     local o = b.output_expires_after
     if not common.is_object(o) or o.anchor ~= "created_at" or type(o.seconds) ~= "number"
       or o.seconds % 1 ~= 0 or o.seconds < 3600 or o.seconds > 2592000 then
@@ -274,9 +268,9 @@ local function create_batch(req)
   local b = req.body.value
   local problem = batch_error(req.instance, b)
   if problem then return problem end
-  local metadata = not absent(b.metadata) and b.metadata or nil
+  local metadata = not common.absent(b.metadata) and b.metadata or nil
   local expire = metadata ~= nil and metadata.standin_expire == "true"
-  local output_expiry = not absent(b.output_expires_after) and b.output_expires_after.seconds or FILE_EXPIRY
+  local output_expiry = not common.absent(b.output_expires_after) and b.output_expires_after.seconds or FILE_EXPIRY
   local batch = lifecycle.create(req.instance, {
     id = common.new_id("batch_", 32, "0123456789abcdef"), input = common.file(req.instance, b.input_file_id),
     endpoint = b.endpoint, metadata = metadata, has_finalizing = true, expire = expire,
@@ -301,13 +295,8 @@ end
 
 local function list_batches(req)
   local q = req.query
-  local limit = 20
-  if q.limit ~= nil then
-    limit = common.query_integer(q.limit)
-    if not limit or limit > 100 then
-      return bad_request("Invalid 'limit': integer must be between 1 and 100.", "limit")
-    end
-  end
+  local limit, limit_err = page_limit(q, 20, 100)
+  if not limit then return limit_err end
   local after_seq, err = cursor(req.instance, q.after, common.batch, "Batch")
   if err then return err end
   local page, more = common.page(common.batches(req.instance), after_seq, limit, true)
@@ -339,9 +328,7 @@ M.route = common.router({
 ---------------------------------------------------------------------------------------------
 -- What common.serve() asks of a dialect.
 
-function M.prepare(instance)
-  lifecycle.advance(instance)
-end
+M.prepare = lifecycle.advance
 
 function M.not_found(path, method)
   return error_reply(404, ("Invalid URL (%s /v1%s)"):format(method or "GET", path or ""))

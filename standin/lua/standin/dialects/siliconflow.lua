@@ -46,10 +46,6 @@ local function ok_envelope(data)
   return common.json_reply(200, setmetatable(envelope, ENVELOPE))
 end
 
-local function absent(v)
-  return v == nil or v == common.null
-end
-
 ---------------------------------------------------------------------------------------------
 -- Endpoints.
 
@@ -95,7 +91,7 @@ end
 local function batch_error(instance, b)
   if not common.is_object(b) then return "request body must be a JSON object" end
   for _, name in ipairs({ "input_file_id", "endpoint", "completion_window" }) do
-    if absent(b[name]) then return name .. " is required" end
+    if common.absent(b[name]) then return name .. " is required" end
     if type(b[name]) ~= "string" then return name .. " must be a string" end
   end
   if b.endpoint ~= ENDPOINT then return "endpoint must be " .. ENDPOINT end
@@ -103,8 +99,8 @@ local function batch_error(instance, b)
   if not hours or hours < MIN_WINDOW_HOURS or hours > MAX_WINDOW_HOURS then
     return "completion_window must be between 24h and 336h"
   end
-  if not absent(b.metadata) and not common.is_object(b.metadata) then return "metadata must be an object" end
-  if not absent(b.replace) then
+  if not common.absent(b.metadata) and not common.is_object(b.metadata) then return "metadata must be an object" end
+  if not common.absent(b.replace) then
     if not common.is_object(b.replace) then return "replace must be an object" end
     local model = b.replace.model
     if type(model) ~= "string" or model == "" then return "replace.model must be a string" end
@@ -160,14 +156,14 @@ local function create_batch(req)
   local problem = batch_error(req.instance, b)
   if problem then return bad_request(problem) end
   local hours = tonumber(b.completion_window:match("^(%d+)h$"))
-  local metadata = not absent(b.metadata) and b.metadata or nil
+  local metadata = not common.absent(b.metadata) and b.metadata or nil
   local expire = metadata ~= nil and (metadata.standin_expire == "true" or metadata.standin_expire == true)
   local instance = req.instance
   local batch = lifecycle.create(instance, {
     id = common.new_id("batch_", 10), input = common.file(instance, b.input_file_id),
     endpoint = b.endpoint, completion_window = b.completion_window, metadata = metadata,
     has_finalizing = true, expire = expire,
-    model_override = not absent(b.replace) and b.replace.model or nil,
+    model_override = not common.absent(b.replace) and b.replace.model or nil,
     new_file_id = function() return common.new_id("file-", 10) end,
     file_fields = function(kind, batch)
       return { purpose = "batch_output", filename = batch.id .. "_" .. kind .. ".jsonl" }
@@ -240,9 +236,7 @@ local route = common.router({
 M.route = route
 
 -- Batches move on by themselves; their result files appear when they end.
-function M.prepare(instance)
-  lifecycle.advance(instance)
-end
+M.prepare = lifecycle.advance
 
 -- Go's router answers unknown paths and methods this way.
 function M.not_found()

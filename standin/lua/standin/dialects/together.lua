@@ -12,7 +12,6 @@ local lifecycle = require("standin.lifecycle")
 local M = {}
 
 local ERROR = common.shape({ "error" })
-local ERROR_DATA = common.shape({ "message", "type", "param", "code" })
 local FILE = common.shape({ "id", "object", "created_at", "filename", "bytes", "purpose", "FileType", "Processed" })
 local FILE_LIST = common.shape({ "data" })
 local DELETED = common.shape({ "id", "deleted" })
@@ -27,13 +26,8 @@ local FILE_TYPES = { csv = true, jsonl = true, parquet = true }
 local USER_ID = "standin-user"
 local INVALID_KEY = "Invalid API key provided. You can find your API key at https://api.together.xyz/settings/api-keys."
 
--- ErrorData, the files endpoints' error.
-local function file_error(status, message, type_, param, code)
-  return common.json_reply(status, setmetatable({
-    error = setmetatable({ message = message, type = type_ or "invalid_request_error", param = param,
-                           code = code }, ERROR_DATA),
-  }, ERROR))
-end
+-- ErrorData, the files endpoints' error: OpenAI's.
+local file_error = common.error_reply
 
 -- BatchErrorResponse, the batch endpoints' error.
 local function batch_error_reply(status, message)
@@ -42,10 +36,6 @@ end
 
 local function is_batch_path(path)
   return path ~= nil and (path == "/batches" or path:sub(1, 9) == "/batches/")
-end
-
-local function absent(v)
-  return v == nil or v == common.null
 end
 
 ---------------------------------------------------------------------------------------------
@@ -135,13 +125,13 @@ end
 local function batch_request_error(instance, b)
   if not common.is_object(b) then return "request body must be a JSON object" end
   for _, name in ipairs({ "endpoint", "input_file_id" }) do
-    if absent(b[name]) then return name .. " is required" end
+    if common.absent(b[name]) then return name .. " is required" end
     if type(b[name]) ~= "string" then return name .. " must be a string" end
   end
   for _, name in ipairs({ "completion_window", "model_id" }) do
-    if not absent(b[name]) and type(b[name]) ~= "string" then return name .. " must be a string" end
+    if not common.absent(b[name]) and type(b[name]) ~= "string" then return name .. " must be a string" end
   end
-  if not absent(b.priority) and (type(b.priority) ~= "number" or b.priority % 1 ~= 0) then
+  if not common.absent(b.priority) and (type(b.priority) ~= "number" or b.priority % 1 ~= 0) then
     return "priority must be an integer"
   end
   local input = common.file(instance, b.input_file_id)
@@ -155,7 +145,7 @@ local function create_batch(req)
   local problem = batch_request_error(req.instance, b)
   if problem then return batch_error_reply(400, problem) end
   local expire = b.priority == -1
-  local model_id = not absent(b.model_id) and b.model_id or nil
+  local model_id = not common.absent(b.model_id) and b.model_id or nil
   local batch = lifecycle.create(req.instance, {
     id = common.new_uuid(), input = common.file(req.instance, b.input_file_id), endpoint = b.endpoint,
     has_finalizing = false, expire = expire, default_model = model_id,
@@ -167,7 +157,7 @@ local function create_batch(req)
   batch.deadline = batch.created + 86400
   if expire then batch.deadline = batch.plan[#batch.plan][2] end
   local warning = ""
-  if not absent(b.completion_window) and b.completion_window ~= "24h" then
+  if not common.absent(b.completion_window) and b.completion_window ~= "24h" then
     warning = "completion_window is fixed at 24h; " .. b.completion_window .. " was ignored"
   end
   return common.json_reply(201, setmetatable({ job = render(batch), warning = warning }, CREATED))
@@ -210,9 +200,7 @@ M.route = common.router({
 ---------------------------------------------------------------------------------------------
 -- What common.serve() asks of a dialect.
 
-function M.prepare(instance)
-  lifecycle.advance(instance)
-end
+M.prepare = lifecycle.advance
 
 function M.not_found(path, method)
   local message = ("Unknown request URL: %s /v1%s"):format(method or "GET", path or "")
