@@ -3,8 +3,11 @@
 -- Prints one line of key=value pairs; times are measured around the library call only, with
 -- core.now() (monotonic), so process start and module loading are not counted.
 --
---   gen PATH BYTES                        a JSONL batch file of 1,024-byte valid lines
---   upload BASE KEY FILE on|off [PROVIDER] one files.upload (validate on or off)
+--   gen PATH BYTES [WIDTH]                a JSONL batch file of valid lines of WIDTH (1,024) bytes
+--   upload BASE KEY FILE on|capped|off [PROVIDER]
+--                                        one files.upload: validated with the provider's limits
+--                                        lifted (on), with a 50,000-line cap and no byte cap
+--                                        (capped), or not validated (off)
 --   list BASE KEY N [PROVIDER]           N sequential files.list on one client (keep-alive)
 --   many BASE KEY CONCURRENCY FILE...    one files.upload_many over the files
 --   validate FILE                        core.validate (no provider limits)
@@ -34,11 +37,11 @@ end
 
 ------------------------------------------------------------------------------------------ gen
 
--- Lines of exactly 1,024 bytes (newline included), each a valid OpenAI-style request with a
+-- Lines of exactly `width` bytes (newline included), each a valid OpenAI-style request with a
 -- unique custom_id and some non-ASCII text, so that every validator rule is exercised.
-local function gen(path, bytes)
-  local LINE = 1024
-  assert(bytes % LINE == 0, "BYTES must be a multiple of 1024")
+local function gen(path, bytes, width)
+  local LINE = width or 1024
+  assert(bytes % LINE == 0, "BYTES must be a multiple of WIDTH")
   local head = '{"custom_id":"request-%07d","method":"POST","url":"/v1/chat/completions",'
     .. '"body":{"model":"deepseek-ai/DeepSeek-V3","messages":[{"role":"system","content":'
     .. '"You are a helpful assistant."},{"role":"user","content":"'
@@ -47,16 +50,17 @@ local function gen(path, bytes)
   local filler = words:rep(math.ceil(LINE / #words) + 1)
   local f = assert(io.open(path .. ".part", "wb"))
   local lines = bytes // LINE
-  local block = {}
+  local block, block_bytes = {}, 0
   for i = 1, lines do
     local start = ("Question %d — résumé des données, 数据批处理 %d: "):format(i, i % 97)
     local fixed = #head - 4 + 7 + #start + #tail -- %07d -> 7 digits
     local line = head:format(i) .. start .. filler:sub(1 + i % 13, LINE - fixed + i % 13) .. tail
     if #line ~= LINE then die(("line %d is %d bytes"):format(i, #line)) end
     block[#block + 1] = line
-    if #block == 1024 or i == lines then
+    block_bytes = block_bytes + LINE
+    if block_bytes >= 1048576 or i == lines then
       assert(f:write(table.concat(block)))
-      block = {}
+      block, block_bytes = {}, 0
     end
   end
   assert(f:close())
@@ -76,13 +80,18 @@ local function now()
   return require("moonbatch.core").now()
 end
 
-local function upload(base, key, path, validate, provider)
+local function upload(base, key, path, how, provider)
   local size = file_size(path)
-  if validate then
-    -- the 1 GiB file is over every provider's caps (SiliconFlow: 5,000 lines, 1 GB): lift them,
-    -- so the scan runs in full and passes; the rules checked per line are the same
-    local p = require("moonbatch.providers." .. (provider or "siliconflow"))
+  local validate = how ~= "off"
+  local p = require("moonbatch.providers." .. (provider or "siliconflow"))
+  if how == "on" then
+    -- the 1 GiB file of 1 KiB lines is over every provider's caps (SiliconFlow: 5,000 lines,
+    -- 1 GB): lift them, so the scan runs in full and passes; the rules per line are the same
     rawset(p, "limits", false)
+  elseif how == "capped" then
+    -- a file a provider could take but for its size: the largest line cap of any provider
+    -- (OpenAI's and Together's), no byte cap
+    rawset(p, "limits", { lines = 50000 })
   end
   local c = client(base, key, provider)
   local t0 = now()
@@ -232,9 +241,9 @@ end
 ------------------------------------------------------------------------------------------ main
 
 if mode == "gen" then
-  gen(arg[2], assert(tonumber(arg[3]), "BYTES"))
+  gen(arg[2], assert(tonumber(arg[3]), "BYTES"), tonumber(arg[4]))
 elseif mode == "upload" then
-  upload(arg[2], arg[3], arg[4], arg[5] == "on", arg[6])
+  upload(arg[2], arg[3], arg[4], arg[5], arg[6])
 elseif mode == "list" then
   list(arg[2], arg[3], assert(tonumber(arg[4]), "N"), arg[5])
 elseif mode == "many" then

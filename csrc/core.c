@@ -1,9 +1,10 @@
 /* core.c: luaopen_moonbatch_core, the only C entry point: the module table, the generic request,
  * sessions, and the clock and sleep the Lua layer's retries use.
  *
- * Caveats: JSON goes through a private lua-cjson instance (cjson.new()), so a user's cjson
- * settings do not change what moonbatch sends or reads; lua-cjson 2.1 decodes every number as a
- * float and writes "/" as "\/", both valid JSON. */
+ * Caveats: request JSON is written by a private lua-cjson instance (cjson.new()), so a user's
+ * cjson settings do not change what moonbatch sends (it writes "/" as "\/", valid JSON); replies
+ * are decoded by reply.c (no cjson.null, integral numbers as integers), the cjson decode upvalue
+ * is kept only for transfer_finish's signature. */
 #include <errno.h>
 #include <time.h>
 

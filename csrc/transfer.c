@@ -4,10 +4,12 @@
  * lua_pcall: an error there is kept, the transfer aborted, and the error raised again once
  * libcurl has unwound. Reply bytes go to C buffers and become Lua values after the transfer. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "compat.h"
 #include "transfer.h"
@@ -20,6 +22,231 @@ static const char *const known_options[] = {
     "method", "url", "headers", "body", "json", "form", "timeout", "connect_timeout",
     "low_speed_limit", "low_speed_time", "on_progress", "max_reply_bytes", "session", "cainfo",
     "output", "query", NULL};
+
+/* ---------------------------------------------------------------- a validated file part */
+
+#define SCAN_CHUNK (256 * 1024) /* bytes read at a time when the rest of a file is scanned */
+#define CHECK_HEAD (256 * 1024) /* bytes of a validated file checked before the request starts */
+
+static void check_free(upload_check *c)
+{
+    if (c == NULL)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    validate_release(&c->scanner);
+    free(c->head);
+    free(c->endpoint);
+    free(c->path);
+    free(c);
+}
+
+static ssize_t read_some(int fd, char *buf, size_t n)
+{
+    ssize_t got;
+    do
+        got = read(fd, buf, n);
+    while (got < 0 && errno == EINTR);
+    return got;
+}
+
+/* ** scan the bytes read from the file; the last ones end the scan. Returns 1 when the file
+ * has a problem (or the scanner ran out of memory). */
+static int check_scan(upload_check *c, const char *p, size_t n)
+{
+    validate_feed(&c->scanner, p, n);
+    c->offset += (curl_off_t)n;
+    if (c->offset == c->size)
+        validate_finish(&c->scanner);
+    if (c->scanner.problem_total > 0 || c->scanner.out_of_memory)
+        c->stopped = 1;
+    return c->stopped;
+}
+
+/* ** (re)start the scan from the first byte: the head is scanned again, the file read after it */
+static int check_start(upload_check *c)
+{
+    validate_release(&c->scanner);
+    validate_init(&c->scanner, &c->config);
+    c->offset = c->sent = 0;
+    c->stopped = 0;
+    if (lseek(c->fd, (off_t)c->head_len, SEEK_SET) < 0)
+        return -1;
+    if ((uint64_t)c->size > c->config.max_bytes)
+        c->stopped = 1; /* over the byte limit: nothing of it is worth sending */
+    else
+        check_scan(c, c->head, c->head_len);
+    return 0;
+}
+
+/* ** libcurl's read callback of the part: the head, then the next bytes of the file, each piece
+ * scanned before it is sent. A piece with a problem is not sent: the transfer stops there. */
+static size_t check_read(char *buf, size_t size, size_t n, void *arg)
+{
+    upload_check *c = (upload_check *)arg;
+    size_t want = size * n;
+    ssize_t got;
+    if (c->stopped)
+        return CURL_READFUNC_ABORT;
+    if (c->sent < (curl_off_t)c->head_len) {
+        if (want > c->head_len - (size_t)c->sent)
+            want = c->head_len - (size_t)c->sent;
+        memcpy(buf, c->head + c->sent, want);
+        c->sent += (curl_off_t)want;
+        return want;
+    }
+    if ((curl_off_t)want > c->size - c->offset)
+        want = (size_t)(c->size - c->offset);
+    if (want == 0)
+        return 0;
+    got = read_some(c->fd, buf, want);
+    if (got <= 0) {
+        c->read_errno = got < 0 ? errno : EIO; /* the file shrank since it was opened */
+        return CURL_READFUNC_ABORT;
+    }
+    if (check_scan(c, buf, (size_t)got))
+        return CURL_READFUNC_ABORT;
+    c->sent += got;
+    return (size_t)got;
+}
+
+/* ** libcurl rewinds the part before each time it sends it: the scan starts again */
+static int check_seek(void *arg, curl_off_t offset, int origin)
+{
+    upload_check *c = (upload_check *)arg;
+    if (origin != SEEK_SET || offset != 0)
+        return CURL_SEEKFUNC_CANTSEEK; /* a scan only starts from the first byte */
+    return check_start(c) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* ** the request of a file found bad before it started is never sent */
+static int refuse_request(void *arg, char *primary_ip, char *local_ip, int primary_port,
+                          int local_port)
+{
+    (void)arg;
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    return CURL_PREREQFUNC_ABORT;
+}
+#endif
+
+static char *copy_string(const char *s, size_t len)
+{
+    char *copy = (char *)malloc(len + 1);
+    if (copy != NULL) {
+        memcpy(copy, s, len);
+        copy[len] = '\0';
+    }
+    return copy;
+}
+
+/* ** the part `p` sends `file` through the validator configured by the table at `opts`.
+ * Returns 0, or -1 (t->failure says why) when the file cannot be read. */
+static int setup_checked_file(lua_State *L, transfer *t, curl_mimepart *p, const char *file,
+                              int opts)
+{
+    upload_check *c;
+    struct stat st;
+    size_t got = 0;
+    if (t->check != NULL)
+        luaL_error(L, "moonbatch.core: bad option 'form' (only one part can be validated)");
+    c = (upload_check *)calloc(1, sizeof *c);
+    if (c == NULL)
+        luaL_error(L, "moonbatch.core: out of memory");
+    c->fd = -1;
+    t->check = c; /* released with the transfer, also when an option below raises */
+    validate_read_config(L, opts, &c->config);
+    c->endpoint = copy_string(c->config.endpoint, c->config.endpoint_length);
+    c->path = copy_string(file, strlen(file));
+    lua_pop(L, 1);
+    if (c->endpoint == NULL || c->path == NULL)
+        luaL_error(L, "moonbatch.core: out of memory");
+    c->config.endpoint = c->endpoint;
+    do
+        c->fd = open(file, O_RDONLY | O_CLOEXEC);
+    while (c->fd < 0 && errno == EINTR);
+    if (c->fd < 0 || fstat(c->fd, &st) != 0)
+        goto unreadable;
+    c->size = (curl_off_t)st.st_size;
+    c->head_len = (size_t)(c->size < CHECK_HEAD ? c->size : CHECK_HEAD);
+    c->head = (char *)malloc(c->head_len + 1);
+    if (c->head == NULL)
+        luaL_error(L, "moonbatch.core: out of memory");
+    while (got < c->head_len) {
+        ssize_t n = read_some(c->fd, c->head + got, c->head_len - got);
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO; /* shorter than its size */
+            goto unreadable;
+        }
+        got += (size_t)n;
+    }
+    if (check_start(c) != 0)
+        goto unreadable;
+    if (c->stopped) {
+#if LIBCURL_VERSION_NUM >= 0x075000
+        curl_easy_setopt(t->easy, CURLOPT_PREREQFUNCTION, refuse_request);
+#endif /* else the first read stops it, the request's headers sent */
+    }
+    /* what curl_mime_filedata would give: the file's base name, a generic type */
+    if (curl_mime_data_cb(p, c->size, check_read, check_seek, NULL, c) != CURLE_OK ||
+        curl_mime_filename(p, strrchr(file, '/') ? strrchr(file, '/') + 1 : file) != CURLE_OK ||
+        curl_mime_type(p, "application/octet-stream") != CURLE_OK)
+        luaL_error(L, "moonbatch.core: out of memory");
+    return 0;
+unreadable:
+    snprintf(t->failure, sizeof t->failure, "cannot read '%s': %s", file, strerror(errno));
+    return -1;
+}
+
+/* ** after a transfer with a validated part: push `nil, msg, info` and return 3 when the file
+ * stopped it (kind "validation", info.report as core.validate's) or could not be read (kind
+ * "io"); else return 0 */
+static int check_outcome(lua_State *L, transfer *t)
+{
+    upload_check *c = t->check;
+    char msg[600];
+    if (c->stopped && c->read_errno == 0 && !c->scanner.out_of_memory && c->offset < c->size) {
+        /* the rest of the file is scanned here, so that the report lists every problem */
+        char *chunk = (char *)malloc(SCAN_CHUNK);
+        ssize_t got = 0;
+        if (chunk == NULL)
+            c->scanner.out_of_memory = 1;
+        else if (lseek(c->fd, (off_t)c->offset, SEEK_SET) < 0)
+            got = -1;
+        else
+            while ((got = read_some(c->fd, chunk, SCAN_CHUNK)) > 0 &&
+                   validate_feed(&c->scanner, chunk, (size_t)got) == 0)
+                ;
+        free(chunk);
+        if (got < 0)
+            c->read_errno = errno;
+        else
+            validate_finish(&c->scanner);
+    }
+    if (c->read_errno != 0) {
+        snprintf(msg, sizeof msg, "cannot read '%s': %s", c->path, strerror(c->read_errno));
+        transfer_fail(L, "io", msg);
+        lua_pushstring(L, c->path);
+        lua_setfield(L, -2, "path");
+        return 3;
+    }
+    if (c->scanner.out_of_memory) {
+        snprintf(msg, sizeof msg, "cannot read '%s': out of memory", c->path);
+        transfer_fail(L, "memory", msg);
+        return 3;
+    }
+    if (c->stopped) {
+        transfer_fail(L, "validation", "the file does not pass validation");
+        validate_push_report(L, &c->scanner);
+        lua_setfield(L, -2, "report");
+        return 3;
+    }
+    return 0;
+}
 
 transfer *transfer_new(lua_State *L)
 {
@@ -50,6 +277,8 @@ void transfer_release(lua_State *L, transfer *t)
     if (t->owns_easy && t->easy_owned != NULL)
         curl_easy_cleanup(t->easy_owned);
     t->easy_owned = NULL;
+    check_free(t->check); /* after the mime, which calls its callbacks */
+    t->check = NULL;
     buffer_free(&t->head);
     buffer_free(&t->body);
     if (t->out != NULL)
@@ -259,8 +488,13 @@ static int setup_form_part(lua_State *L, transfer *t, int part)
     if (p == NULL || curl_mime_name(p, name) != CURLE_OK)
         luaL_error(L, "moonbatch.core: out of memory");
     if (file != NULL) {
-        if (curl_mime_filedata(p, file) != CURLE_OK)
+        if (get_option(L, part, "validate", LUA_TTABLE)) {
+            if (setup_checked_file(L, t, p, file, lua_gettop(L)) != 0)
+                return -1;
+        } else if (curl_mime_filedata(p, file) != CURLE_OK) {
             luaL_error(L, "moonbatch.core: out of memory");
+        }
+        lua_pop(L, 1);
     } else {
         size_t vlen;
         lua_getfield(L, part, "value");
@@ -471,6 +705,8 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
         lua_rawgeti(L, LUA_REGISTRYINDEX, t->error_ref);
         return lua_error(L);
     }
+    if (t->check != NULL && check_outcome(L, t) != 0)
+        return 3;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     if (code == CURLE_OK && body_to_file(t)) {
         /* an empty success still leaves its (empty) file; a failed close loses data */
@@ -499,7 +735,7 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
         }
         lua_pushinteger(L, (lua_Integer)code);
         lua_setfield(L, -2, "curl_code");
-        if (status > 0) {
+        if (status >= 200) { /* a 1xx alone (100 Continue) is no reply */
             lua_pushinteger(L, (lua_Integer)status);
             lua_setfield(L, -2, "status");
         }
@@ -516,6 +752,10 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
         lua_setfield(L, -2, "connects");
         lua_pushnumber(L, (lua_Number)seconds);
         lua_setfield(L, -2, "seconds");
+        if (t->check != NULL && t->check->offset == t->check->size) {
+            validate_push_report(L, &t->check->scanner); /* what the upload checked */
+            lua_setfield(L, -2, "validation");
+        }
         if (t->out_path != NULL && status >= 200 && status < 300) {
             lua_pushstring(L, t->out_path);
             lua_setfield(L, -2, "output");

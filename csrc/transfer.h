@@ -8,8 +8,29 @@
 
 #include "lua.h"
 #include "buffer.h"
+#include "validate.h"
 
 #define TRANSFER_TYPE "moonbatch.core.transfer"
+
+/* A file part read through the validator as it is sent (form part option `validate`): one
+ * pass over the file checks and uploads it. Its first bytes are read and checked before the
+ * request starts, so a small file, or a problem near the start, sends nothing; a later problem
+ * stops the transfer before the body is complete, so the server never gets a whole file. The
+ * rest of the file is then scanned locally: the report lists every problem, as core.validate's. */
+typedef struct upload_check {
+    validate_scanner scanner;
+    validate_config config;      /* kept to restart the scan when libcurl rewinds the part */
+    char *endpoint;              /* config.endpoint points here (the Lua string may go) */
+    char *path;
+    int fd;
+    char *head;                  /* the file's first head_len bytes, checked at setup */
+    size_t head_len;
+    curl_off_t size;             /* the file's size */
+    curl_off_t offset;           /* bytes read from the file and scanned */
+    curl_off_t sent;             /* bytes handed to libcurl since it last rewound the part */
+    int stopped;                 /* a problem stopped the transfer (or kept it from starting) */
+    int read_errno;              /* why reading the file failed, 0 when it did not */
+} upload_check;
 
 /* A transfer is a userdata created closed (every resource NULL) before any curl resource is
  * acquired, so a Lua error raised while reading options leaks nothing: __gc releases it. */
@@ -33,6 +54,7 @@ typedef struct transfer {
     FILE *out;                   /* opened at the first byte of a 2xx body */
     curl_off_t out_bytes;
     int out_errno;               /* why writing the output failed, 0 when it did not */
+    upload_check *check;         /* the validated file part, or NULL */
     char errbuf[CURL_ERROR_SIZE];
     char failure[512];           /* why setup refused an input (an unreadable file) */
 } transfer;

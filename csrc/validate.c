@@ -18,7 +18,9 @@
  * - "\r" is JSON whitespace, so CRLF files pass; a line of only whitespace is an empty line.
  * - A single final newline ends the last line; any other empty line is a problem.
  * - Memory grows with the lines (each custom_id is kept, with about 30 bytes of overhead), not
- *   with their length. The hash sets are not seeded: colliding ids are slow, never wrong. */
+ *   with their length, up to max_lines: the ids of the lines after the first one past it are
+ *   not kept, nor checked for uniqueness (they are over the limit already). The hash sets are not seeded: colliding ids
+ *   are slow, never wrong. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,10 +78,9 @@ static const unsigned char string_plain[256] = {
 
 #define MALFORMED "a malformed sequence starting with byte"
 #define OFFSET(v, p) ((v)->chunk_offset + (uint64_t)((p) - (v)->chunk))
-/* JSON whitespace, but for '\n', which ends the line */
-static const unsigned char json_space[256] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0,
+/* JSON whitespace: bytes that are not a token ('\n' ends the line too) */
+static const unsigned char json_blank[256] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0,
                                               0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-#define IS_SPACE(c) (json_space[(c)])
 
 /* ------------------------------------------------------------------- buffers and sets */
 
@@ -622,21 +623,39 @@ static void note_value(validate_scanner *v, unsigned slot, unsigned type)
 #if defined(__SSE2__) && !defined(VALIDATE_NO_SIMD)
 #include <emmintrin.h>
 
-/* ** the first byte at or after `p` that ends a plain run inside a string: '"', '\\', below
- * 0x20 or 0x80 and above (16 at a time: a signed compare catches both ends at once) */
-static const unsigned char *plain_run(const unsigned char *p, const unsigned char *end)
+/* ** a bit per byte of the 16 at `p` that ends a plain run inside a string: '"', '\\', below
+ * 0x20 or 0x80 and above (a signed compare catches both ends at once) */
+static unsigned special_mask(const unsigned char *p)
 {
     const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
     const __m128i space = _mm_set1_epi8(0x20);
-    while (end - p >= 16) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-        __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote),
-                                                    _mm_cmpeq_epi8(x, backslash)),
-                                       _mm_cmplt_epi8(x, space));
-        unsigned mask = (unsigned)_mm_movemask_epi8(special);
-        if (mask != 0)
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote),
+                                                _mm_cmpeq_epi8(x, backslash)),
+                                   _mm_cmplt_epi8(x, space));
+    return (unsigned)_mm_movemask_epi8(special);
+}
+
+/* ** the first byte at or after `p` that ends a plain run inside a string: 16 bytes first (most
+ * strings are short), then 32 at a time (the long ones: prompts) */
+static const unsigned char *plain_run(const unsigned char *p, const unsigned char *end)
+{
+    unsigned mask;
+    if (end - p >= 16) {
+        if ((mask = special_mask(p)) != 0)
             return p + __builtin_ctz(mask);
         p += 16;
+        while (end - p >= 32) {
+            mask = special_mask(p) | special_mask(p + 16) << 16;
+            if (mask != 0)
+                return p + __builtin_ctz(mask);
+            p += 32;
+        }
+        if (end - p >= 16) {
+            if ((mask = special_mask(p)) != 0)
+                return p + __builtin_ctz(mask);
+            p += 16;
+        }
     }
     while (p < end && string_plain[*p])
         p++;
@@ -819,7 +838,10 @@ static void check_line(validate_scanner *v)
             add_problem(v, "custom_id_length", "custom_id \"%s\" is %llu bytes, more than %llu",
                         show(shown, b->data, b->length), (unsigned long long)b->length,
                         (unsigned long long)cfg->max_custom_id);
-        queue_id(v, b); /* custom_id_unique */
+        /* custom_id_unique. Past the first line over max_lines, ids are no longer kept (those
+         * lines are a problem already): memory is bounded by the provider's line cap. */
+        if (v->lines <= cfg->max_lines)
+            queue_id(v, b);
     }
 
     t = v->types[SLOT_METHOD];
@@ -944,9 +966,22 @@ static void end_line(validate_scanner *v)
             goto newline;         \
         }                         \
     } while (0)
-#define SKIP_SPACE()                      \
-    while (p < end && IS_SPACE(*p))       \
-        p++
+/* Entering a state where whitespace may come first: NEXT_BYTE at the first byte that is not
+ * whitespace (one test per byte on the common path: compact JSON has none) */
+#define NEXT_TOKEN(st)                \
+    for (;; p++) {                    \
+        if (p == end) {               \
+            v->state = (st);          \
+            return;                   \
+        }                             \
+        c = *p;                       \
+        if (!json_blank[c])           \
+            break;                    \
+        if (c == '\n') {              \
+            v->state = (st);          \
+            goto newline;             \
+        }                             \
+    }
 
 /* ** scan the bytes [p, end) of the piece that starts at v->chunk. The grammar is a threaded
  * state machine: states are labels, v->state is written only where the bytes run out or the
@@ -981,12 +1016,10 @@ newline: /* p is at a '\n'; v->state tells how far the line got */
     p++;
     v->line_start = OFFSET(v, p);
 line_start:
-    SKIP_SPACE();
-    NEXT_BYTE(ST_LINE_START);
+    NEXT_TOKEN(ST_LINE_START)
     goto begin_value;
 value:
-    SKIP_SPACE();
-    NEXT_BYTE(ST_VALUE);
+    NEXT_TOKEN(ST_VALUE)
 begin_value: /* a value starts with c, at p */
     slot = current_slot(v);
     switch (c) {
@@ -1038,8 +1071,7 @@ begin_value: /* a value starts with c, at p */
     }
 
 array_first:
-    SKIP_SPACE();
-    NEXT_BYTE(ST_ARRAY_FIRST);
+    NEXT_TOKEN(ST_ARRAY_FIRST)
     if (v->messages_pending) {
         v->messages_nonempty = c != ']';
         v->messages_pending = 0;
@@ -1050,8 +1082,7 @@ array_first:
     goto close;
 
 object_first:
-    SKIP_SPACE();
-    NEXT_BYTE(ST_OBJECT_FIRST);
+    NEXT_TOKEN(ST_OBJECT_FIRST)
     if (c == '}') {
         p++;
         goto close;
@@ -1062,8 +1093,7 @@ object_first:
     }
     goto key;
 object_key:
-    SKIP_SPACE();
-    NEXT_BYTE(ST_OBJECT_KEY);
+    NEXT_TOKEN(ST_OBJECT_KEY)
     if (c != '"') {
         json_fail(v, p, "expected a key");
         goto skip;
@@ -1088,8 +1118,7 @@ key:
     goto string;
 
 colon:
-    SKIP_SPACE();
-    NEXT_BYTE(ST_COLON);
+    NEXT_TOKEN(ST_COLON)
     if (c != ':') {
         json_fail(v, p, "expected ':'");
         goto skip;
@@ -1105,8 +1134,7 @@ value_end:
     if (v->depth == 0)
         goto done;
 after_value:
-    SKIP_SPACE();
-    NEXT_BYTE(ST_AFTER_VALUE);
+    NEXT_TOKEN(ST_AFTER_VALUE)
     object = v->stack[v->depth - 1] == '{';
     if (c == ',') {
         p++;
@@ -1122,8 +1150,7 @@ after_value:
     goto skip;
 
 done:
-    SKIP_SPACE();
-    NEXT_BYTE(ST_DONE);
+    NEXT_TOKEN(ST_DONE)
     json_fail(v, p, "expected the end of the line");
 skip:
     v->state = ST_SKIP;
@@ -1398,10 +1425,11 @@ static int job_gc(lua_State *L)
     return 0;
 }
 
-/* ** opts[name] as a count: an integer >= 0 (math.huge: no limit), or `dflt` when absent */
-static uint64_t option_count(lua_State *L, const char *name, uint64_t dflt)
+/* ** opts[name] (the table at idx) as a count: an integer >= 0 (math.huge: no limit), or `dflt`
+ * when absent */
+static uint64_t option_count(lua_State *L, int idx, const char *name, uint64_t dflt)
 {
-    double d = options_number(L, 2, name, -1.0, who);
+    double d = options_number(L, idx, name, -1.0, who);
     if (d < 0)
         return dflt;
     if (d >= 18446744073709551616.0)
@@ -1411,22 +1439,23 @@ static uint64_t option_count(lua_State *L, const char *name, uint64_t dflt)
     return (uint64_t)d;
 }
 
-static void read_config(lua_State *L, validate_config *cfg)
+void validate_read_config(lua_State *L, int idx, validate_config *cfg)
 {
     size_t length;
+    idx = compat_absindex(L, idx);
     validate_config_defaults(cfg);
-    options_check_known(L, 2, validate_options, who);
-    cfg->max_lines = option_count(L, "max_lines", cfg->max_lines);
-    cfg->max_bytes = option_count(L, "max_bytes", cfg->max_bytes);
-    cfg->max_custom_id = option_count(L, "max_custom_id", cfg->max_custom_id);
-    cfg->max_problems = option_count(L, "max_problems", cfg->max_problems);
-    if (options_get(L, 2, "require_method_url", LUA_TBOOLEAN, who))
+    options_check_known(L, idx, validate_options, who);
+    cfg->max_lines = option_count(L, idx, "max_lines", cfg->max_lines);
+    cfg->max_bytes = option_count(L, idx, "max_bytes", cfg->max_bytes);
+    cfg->max_custom_id = option_count(L, idx, "max_custom_id", cfg->max_custom_id);
+    cfg->max_problems = option_count(L, idx, "max_problems", cfg->max_problems);
+    if (options_get(L, idx, "require_method_url", LUA_TBOOLEAN, who))
         cfg->require_method_url = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    if (options_string(L, 2, "replace_model", 0, who) != NULL)
+    if (options_string(L, idx, "replace_model", 0, who) != NULL)
         cfg->check_model = 0;
-    /* last, and left on the stack (at 3) so that the string outlives the scan */
-    if (options_get(L, 2, "endpoint", LUA_TSTRING, who)) {
+    /* last, and left on the stack so that the string outlives the scan */
+    if (options_get(L, idx, "endpoint", LUA_TSTRING, who)) {
         cfg->endpoint = lua_tolstring(L, -1, &length);
         cfg->endpoint_length = length;
     }
@@ -1461,7 +1490,7 @@ static void push_count(lua_State *L, uint64_t n)
         lua_pushnumber(L, (lua_Number)n);
 }
 
-static void push_report(lua_State *L, const validate_scanner *v)
+void validate_push_report(lua_State *L, const validate_scanner *v)
 {
     size_t i, length;
     lua_createtable(L, 0, 6);
@@ -1515,7 +1544,7 @@ int validate_file(lua_State *L)
                           luaL_typename(L, 2));
     }
     lua_settop(L, 2);
-    read_config(L, &cfg);
+    validate_read_config(L, 2, &cfg); /* leaves the endpoint at 3 */
 
     /* created closed, before the file and the buffers are acquired */
     job = (validate_job *)lua_newuserdata(L, sizeof *job);
@@ -1559,7 +1588,7 @@ int validate_file(lua_State *L)
         return job_fail(L, job, path, "memory", 0);
     close(job->fd);
     job->fd = -1;
-    push_report(L, &job->scanner);
+    validate_push_report(L, &job->scanner);
     job_close(job);
     return 1;
 }

@@ -114,6 +114,13 @@ void validate_release(validate_scanner *v);
 #include "lua.h"
 /* ** core.validate(path [, opts]): a report table, or nil, msg, {kind = "io", path = ...} */
 int validate_file(lua_State *L);
+/* ** the configuration in the options table at idx (max_lines, max_bytes, max_custom_id,
+ * max_problems, require_method_url, endpoint, replace_model); raises on a misused option.
+ * Pushes one value (the endpoint string, or nil) that cfg->endpoint points into: keep it (or a
+ * copy) as long as the scan runs. */
+void validate_read_config(lua_State *L, int idx, validate_config *cfg);
+/* ** push the report {ok, lines, bytes, truncated, models, problems} of a finished scan */
+void validate_push_report(lua_State *L, const validate_scanner *v);
 #endif
 
 #endif

@@ -40,7 +40,7 @@ describe("a large job killed again and again", function()
 
   it("ends with every result once, and no upload or batch made twice after its id was recorded", function()
     s:reset()
-    s:config({ step_seconds = 1.5 }) -- a batch runs for about 5 s: many kills fall while it waits
+    s:config({ step_seconds = 3 }) -- a batch runs for about 10 s: many kills fall while it waits, even on a loaded machine
     local input, results = dir .. "/requests.jsonl", dir .. "/results.jsonl"
     local parts = {}
     for i = 1, REQUESTS do

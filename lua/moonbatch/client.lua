@@ -19,6 +19,7 @@ local option_types = {
   provider = "string", api_key = "string", base_url = "string", timeout = "number",
   connect_timeout = "number", max_retries = "integer", deadline = "number", headers = "table",
   on_progress = "function", cainfo = "string", max_reply_bytes = "number", allow_http = "boolean",
+  low_speed_limit = "number", low_speed_time = "number",
   -- seams for tests and schedulers: the clock and sleep the retries use, and their jitter
   clock = "function", sleep = "function", random = "function",
 }
@@ -36,17 +37,7 @@ local function nonempty(s)
   if s ~= nil and s ~= "" then return s end
 end
 
-local function random_hex(bytes)
-  local f = io.open("/dev/urandom", "rb")
-  local raw = f and f:read(bytes)
-  if f then f:close() end
-  if not raw or #raw < bytes then
-    local t = {}
-    for i = 1, bytes do t[i] = string.char(math.random(0, 255)) end
-    raw = table.concat(t)
-  end
-  return (raw:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
+local random_hex = require("moonbatch.fs").random_hex
 
 local function copy(t)
   local out = {}
@@ -73,7 +64,6 @@ local debug_log = os.getenv("MOONBATCH_LOG") == "debug"
 
 -- MOONBATCH_LOG=debug: one line per exchange on stderr, the key redacted
 local function log_exchange(self, req, body, res, info)
-  if not debug_log then return end
   local headers = {}
   for k, v in pairs(req.headers or {}) do
     if k:lower() == "authorization" then v = v:gsub("%s.*$", " [redacted]") end
@@ -87,6 +77,7 @@ local function log_exchange(self, req, body, res, info)
 end
 
 -- one exchange, through the scheduler inside one of its tasks, else on the client's session
+-- (req.session is set by the caller when it builds req, so that the table is not resized here)
 local function perform(self, req)
   local body, res, info
   if scheduler.current() then
@@ -96,7 +87,7 @@ local function perform(self, req)
     req.session = self.session
     body, res, info = core.request(req)
   end
-  log_exchange(self, req, body, res, info)
+  if debug_log then log_exchange(self, req, body, res, info) end
   return body, res, info
 end
 
@@ -128,7 +119,7 @@ local function attempt(op, timeout, headers)
       return nil, { kind = "decode", status = status, body = body, headers = res.headers,
                     message = "reply is not JSON" .. (body == "" and " (empty body)" or "") }
     end
-    local value, fields = op.parse(body, res)
+    local value, fields = objects.parse_decoded(op.parse, body, res)
     if value ~= nil then return value end
     fields.status, fields.body, fields.headers = status, body, res.headers
     return nil, fields
@@ -141,20 +132,26 @@ local function attempt(op, timeout, headers)
   }
 end
 
+-- the error context of `op`, made only when a call fails
+local function context(self, op)
+  return { provider = self.provider.name, method = op.method, path = op.path,
+           url = self.base_url .. op.path, secret = self.api_key }
+end
+
 --- Run `op` ({method, path, run(timeout, headers), parse(body, res)}) with retries.
+-- `headers` given to op.run is the call's, the same table on every attempt: never modified.
 function client.call(self, op)
   local p = self.provider
-  local ctx = { provider = p.name, method = op.method, path = op.path,
-                url = self.base_url .. op.path, secret = self.api_key }
   op.provider = p
   if not self.api_key and op.needs_key ~= false then
-    return nil, errors.make(ctx, { kind = "validation", attempts = 0, message =
+    return nil, errors.make(context(self, op), { kind = "validation", attempts = 0, message =
       ("no API key: set %s or MOONBATCH_API_KEY, or pass api_key"):format(p.key_env) })
   end
-  local headers = copy(self.headers)
+  local headers = self.headers
   if op.method == "POST" then
     -- one key per call, the same on every attempt, so a retried create is the same request; a
     -- caller that may repeat the call after a crash passes its own (op.idempotency_key)
+    headers = copy(self.headers)
     headers["Idempotency-Key"] = op.idempotency_key or ("moonbatch-" .. random_hex(16))
   end
   local started = self.clock()
@@ -177,19 +174,19 @@ function client.call(self, op)
     fields.retryable = retry.retryable(fields, fields.headers)
     fields.retry_after = retry.server_wait(fields.headers)
     if not fields.retryable or attempts > self.max_retries or timeout <= 0 then
-      return nil, errors.make(ctx, fields)
+      return nil, errors.make(context(self, op), fields)
     end
     local wait, demanded = retry.wait(attempts - 1, fields.headers, self.random)
     if not wait then
       fields.retry_after = demanded
       fields.message = (fields.message or "") ..
         (" (server asks to wait %gs, more than %gs)"):format(demanded, retry.max_wait)
-      return nil, errors.make(ctx, fields)
+      return nil, errors.make(context(self, op), fields)
     end
     if ends and self.clock() + wait > ends then
       fields.message = (fields.message or fields.kind) ..
         (" (deadline of %gs leaves no time to retry)"):format(self.deadline)
-      return nil, errors.make(ctx, fields)
+      return nil, errors.make(context(self, op), fields)
     end
     pause(self, wait)
   end
@@ -202,6 +199,7 @@ local function transport(self, timeout, headers, on_progress)
     timeout = timeout, connect_timeout = self.connect_timeout, headers = headers,
     on_progress = on_progress or self.on_progress, cainfo = self.cainfo,
     max_reply_bytes = self.max_reply_bytes,
+    low_speed_limit = self.low_speed_limit, low_speed_time = self.low_speed_time,
   }
 end
 
@@ -212,16 +210,29 @@ end
 
 -- files ------------------------------------------------------------------------------------
 
+-- the call's headers with the bearer key (made once per client for the calls that add none)
+local function with_key(self, headers)
+  if headers == self.headers then
+    if not self.keyed_headers then
+      self.keyed_headers = with_key(self, copy(headers))
+    end
+    return self.keyed_headers
+  end
+  local h = copy(headers)
+  if self.api_key then h.Authorization = "Bearer " .. self.api_key end
+  return h
+end
+
 -- a GET, POST or DELETE on a path below base_url through the generic request
-local function exchange(self, method, path, query, extra)
+local function exchange(self, method, path, query)
+  local url = self.base_url .. path
   return function(timeout, headers)
-    local h = copy(headers)
-    if self.api_key then h.Authorization = "Bearer " .. self.api_key end
-    return perform(self, with({
-      method = method, url = self.base_url .. path, query = query, headers = h,
+    return perform(self, {
+      method = method, url = url, query = query, headers = with_key(self, headers),
       timeout = timeout, connect_timeout = self.connect_timeout,
-      cainfo = self.cainfo, max_reply_bytes = self.max_reply_bytes,
-    }, extra or {}))
+      cainfo = self.cainfo, max_reply_bytes = self.max_reply_bytes, session = self.session,
+      low_speed_limit = self.low_speed_limit, low_speed_time = self.low_speed_time,
+    })
   end
 end
 
@@ -237,57 +248,77 @@ local upload_spec = { file = "string", purpose = "string", filename = "string",
 local function files_upload(self, opts)
   args.check("files.upload", opts, upload_spec, { "file" })
   local p = self.provider
-  if opts.validate ~= false then
-    -- a bad line found here costs nothing; found by the provider, it costs an upload and a batch
-    local report, msg, info = validate(opts.file, { endpoint = opts.endpoint,
-      replace_model = opts.replace_model }, p, { provider = p.name, method = "POST",
-      path = p.upload_path, url = self.base_url .. p.upload_path, secret = self.api_key })
-    if not report then
-      info.attempts = 0
-      return nil, msg, info
-    end
-  end
+  local ctx = { provider = p.name, method = "POST", path = p.upload_path,
+                url = self.base_url .. p.upload_path, secret = self.api_key }
   local fields, refused = p.upload_fields(opts)
   if refused then
-    local ctx = { provider = p.name, method = "POST", path = p.upload_path,
-                  url = self.base_url .. p.upload_path, secret = self.api_key }
     refused.attempts = 0
     return nil, errors.make(ctx, refused)
   end
-  return client.call(self, {
+  -- a file that cannot be opened fails before any attempt
+  local f, why = io.open(opts.file, "rb")
+  if not f then
+    if why:sub(1, #opts.file + 2) == opts.file .. ": " then why = why:sub(#opts.file + 3) end
+    return nil, errors.make(ctx, { kind = "io", attempts = 0,
+                                   message = ("cannot read '%s': %s"):format(opts.file, why) })
+  end
+  f:close()
+  -- the file is checked as it is sent, in the same pass: a bad line found here costs nothing;
+  -- found by the provider, it costs an upload and a batch. The line stops the upload before
+  -- its end (the server gets no file), and the call fails as moonbatch.validate does.
+  local check = opts.validate ~= false and validate.options(p, opts) or nil
+  local rejected -- the scan's report, when a bad line stopped the upload
+  local file, msg, info = client.call(self, {
     method = "POST", path = p.upload_path,
     run = function(timeout, headers)
-      return perform(self, core.files.upload(with(transport(self, timeout, headers, opts.on_progress), {
+      local req = core.files.upload(with(transport(self, timeout, headers, opts.on_progress), {
         path = p.upload_path, file = opts.file, filename = opts.filename,
         purpose = opts.purpose or p.batch_purpose, fields = fields,
-      })))
+      }))
+      if check then
+        for _, part in ipairs(req.form) do
+          if part.file then part.validate = check end
+        end
+      end
+      local body, res, failure = perform(self, req)
+      if body == nil and failure.kind == "validation" then rejected = failure.report end
+      return body, res, failure
     end,
     parse = p.file,
   })
+  if rejected then
+    local _, m, i = validate.result(rejected, ctx)
+    i.attempts = 0
+    return nil, m, i
+  end
+  return file, msg, info
 end
 
 local list_spec = { purpose = "string", limit = "integer", after = "string" }
 
 local function files_list(self, opts)
-  args.check("files.list", opts, list_spec)
-  opts = opts or {}
   local p = self.provider
-  if opts.after and not p.files_cursor then
-    error(("files.list: option 'after' is not supported by %s (its file list has no cursor)")
-      :format(p.name), 2)
+  local wanted, query
+  if opts == nil and self.list_defaults then
+    -- the most common call: its query is made once per client (neither table is modified)
+    wanted, query = self.list_defaults[1], self.list_defaults[2]
+  else
+    args.check("files.list", opts, list_spec)
+    if opts == nil then opts = {} end
+    if opts.after and not p.files_cursor then
+      error(("files.list: option 'after' is not supported by %s (its file list has no cursor)")
+        :format(p.name), 2)
+    end
+    if opts.limit and opts.limit < 1 then
+      error("files.list: bad option 'limit' (an integer >= 1 expected)", 2)
+    end
+    wanted = { purpose = opts.purpose or p.batch_purpose, limit = opts.limit or 10, after = opts.after }
+    query = p.list_query(wanted)
+    if next(opts) == nil then self.list_defaults = { wanted, query } end
   end
-  if opts.limit and opts.limit < 1 then
-    error("files.list: bad option 'limit' (an integer >= 1 expected)", 2)
-  end
-  local wanted = { purpose = opts.purpose or p.batch_purpose, limit = opts.limit or 10, after = opts.after }
-  local query = p.list_query(wanted)
+  -- the generic request, as core.files.list would make it (the same URL, query keys sorted)
   return client.call(self, {
-    method = "GET", path = p.files_path,
-    run = function(timeout, headers)
-      return perform(self, core.files.list(with(transport(self, timeout, headers), {
-        path = p.files_path, purpose = query.purpose, limit = query.limit, after = query.after,
-      })))
-    end,
+    method = "GET", path = p.files_path, run = exchange(self, "GET", p.files_path, query),
     parse = function(body) return p.files_page(body, wanted) end,
   })
 end
@@ -380,6 +411,7 @@ local function files_download(self, id, path, opts)
         url = url_given and id or (self.base_url .. op_path), headers = h, output = temp,
         timeout = timeout, connect_timeout = self.connect_timeout,
         cainfo = self.cainfo, on_progress = opts.on_progress or self.on_progress,
+        low_speed_limit = self.low_speed_limit, low_speed_time = self.low_speed_time,
       })
     end,
     parse = function(_, res)
@@ -556,7 +588,8 @@ function client.new(opts)
   opts = opts or {}
   local name = opts.provider or "siliconflow"
   local p = client.provider(name, "moonbatch.new")
-  for _, n in ipairs({ "timeout", "connect_timeout", "deadline", "max_retries" }) do
+  for _, n in ipairs({ "timeout", "connect_timeout", "deadline", "max_retries", "low_speed_limit",
+                       "low_speed_time" }) do
     if opts[n] and opts[n] < 0 then
       error(("moonbatch.new: bad option '%s' (a number >= 0 expected)"):format(n), 2)
     end
@@ -576,6 +609,10 @@ function client.new(opts)
     on_progress = opts.on_progress,
     cainfo = opts.cainfo,
     max_reply_bytes = opts.max_reply_bytes,
+    -- an attempt whose transfer stays under low_speed_limit bytes/s for low_speed_time seconds
+    -- ends as a timeout (a stalled or dripping connection); off unless both are given
+    low_speed_limit = opts.low_speed_limit,
+    low_speed_time = opts.low_speed_time,
     allow_http = opts.allow_http,
     clock = opts.clock or core.now,
     sleep = opts.sleep or core.sleep,

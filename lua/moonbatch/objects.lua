@@ -9,9 +9,25 @@ local tointeger = math.tointeger or function(n)
   if n == math.floor(n) then return n end
 end
 
---- A deep copy of a decoded reply with cjson.null removed and integral floats made integers
--- (lua-cjson 2.1 decodes every number as a float).
-function objects.clean(value)
+local math_type = math.type
+
+-- does `t` hold, at any depth, a cjson.null or an integral float?
+local function dirty(t)
+  for _, v in pairs(t) do
+    if v == null then return true end
+    local vt = type(v)
+    if vt == "table" then
+      if dirty(v) then return true end
+    elseif vt == "number" and math_type and math_type(v) == "float" and v == math.floor(v)
+        and v > -2^53 and v < 2^53 then
+      return true
+    end
+  end
+  return false
+end
+
+-- a deep copy of `value` with cjson.null removed and integral floats made integers
+local function copy_clean(value)
   local t = type(value)
   if value == null then
     return nil
@@ -25,9 +41,30 @@ function objects.clean(value)
   end
   local copy = {}
   for k, v in pairs(value) do
-    copy[k] = objects.clean(v)
+    copy[k] = copy_clean(v)
   end
   return copy
+end
+
+-- true while objects.parse_decoded runs: the values are moonbatch.core's, clean already
+local decoded = false
+
+--- A decoded reply with cjson.null removed and integral floats made integers (lua-cjson 2.1
+-- decodes every number as a float): the value itself when it has neither, else a deep copy.
+function objects.clean(value)
+  if decoded or (type(value) == "table" and not dirty(value)) then return value end
+  return copy_clean(value)
+end
+
+--- parse(body, res) for a reply that moonbatch.core decoded: its tables hold no cjson.null and
+-- its integral numbers are integers already, so objects.clean (called by objects.file and
+-- objects.batch on every item) need not look through them. parse must not yield.
+function objects.parse_decoded(parse, body, res)
+  decoded = true
+  local ok, value, fields = pcall(parse, body, res)
+  decoded = false
+  if not ok then error(value, 0) end
+  return value, fields
 end
 
 --- Unix seconds from an integer, a numeric string or an ISO-8601 UTC string; nil otherwise.
@@ -60,12 +97,13 @@ end
 
 --- Canonical File from a provider's decoded file object.
 function objects.file(raw)
-  raw = objects.clean(raw)
+  if not decoded then raw = objects.clean(raw) end
+  local created = raw.created_at or raw.createdAt
   return {
     id = raw.id,
     object = "file",
     bytes = raw.bytes,
-    created_at = objects.unix_time(raw.created_at or raw.createdAt),
+    created_at = type(created) == "number" and created or objects.unix_time(created),
     filename = raw.filename,
     purpose = raw.purpose,
     line_count = raw.line_count,

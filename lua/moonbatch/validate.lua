@@ -1,6 +1,7 @@
 --- moonbatch.validate: check a batch input file against a provider's rules before upload. The
 -- scan is moonbatch.core.validate (C, streaming); this decides which rules apply and words the
--- result in the library's error convention.
+-- result in the library's error convention. files.upload runs the same scan on the bytes it
+-- sends (core's form part option `validate`), with the rules from `validate.options`.
 -- @module moonbatch.validate
 local core = require("moonbatch.core")
 local args = require("moonbatch.args")
@@ -10,27 +11,23 @@ local spec = { provider = "string", endpoint = "string", replace_model = "string
 
 local SHOWN = 3 -- problems quoted in the message; all of them are in info.problems
 
---- moonbatch.validate(path, { provider = "siliconflow", endpoint = "/v1/chat/completions",
--- replace_model = nil }): the report { lines, bytes, models } of a file that passes, or
--- nil, msg, info with info.kind = "validation" and info.problems = { {line, rule, message} ... }.
-local function validate(path, opts, p, ctx)
-  args.string("moonbatch.validate", 1, "path", path)
-  args.check("moonbatch.validate", opts, spec)
-  opts = opts or {}
-  if not p then
-    local client = require("moonbatch.client")
-    p = client.provider(opts.provider or "siliconflow", "moonbatch.validate")
-  end
+local M = {}
+
+--- The options of the scan (core.validate's) for provider `p` and the caller's `opts`
+-- ({endpoint, replace_model}).
+function M.options(p, opts)
   local limits = p.limits or {}
-  local report, msg, info = core.validate(path, {
+  return {
     max_lines = limits.lines, max_bytes = limits.bytes, max_custom_id = limits.custom_id,
     require_method_url = p.require_method_url or false,
     endpoint = opts.endpoint or "/v1/chat/completions", replace_model = opts.replace_model,
-  })
-  ctx = ctx or { provider = p.name, method = "validate", path = path, url = path }
-  if not report then
-    return nil, errors.make(ctx, { kind = info.kind, message = msg })
-  end
+  }
+end
+
+--- The outcome of a finished scan's `report` (core.validate's): { lines, bytes, models } when the
+-- file passes, else nil, msg, info with info.kind = "validation", info.problems and info.report.
+-- `ctx` is the error context (errors.make's).
+function M.result(report, ctx)
   if report.ok then
     return { lines = report.lines, bytes = report.bytes, models = report.models }
   end
@@ -47,4 +44,24 @@ local function validate(path, opts, p, ctx)
   return nil, m, i
 end
 
-return validate
+--- moonbatch.validate(path, { provider = "siliconflow", endpoint = "/v1/chat/completions",
+-- replace_model = nil }): the report { lines, bytes, models } of a file that passes, or
+-- nil, msg, info with info.kind = "validation" and info.problems = { {line, rule, message} ... }.
+local function validate(path, opts, p, ctx)
+  args.string("moonbatch.validate", 1, "path", path)
+  args.check("moonbatch.validate", opts, spec)
+  opts = opts or {}
+  if not p then
+    local client = require("moonbatch.client")
+    p = client.provider(opts.provider or "siliconflow", "moonbatch.validate")
+  end
+  local report, msg, info = core.validate(path, M.options(p, opts))
+  ctx = ctx or { provider = p.name, method = "validate", path = path, url = path }
+  if not report then
+    return nil, errors.make(ctx, { kind = info.kind, message = msg })
+  end
+  return M.result(report, ctx)
+end
+
+-- the module is called as the function validate (moonbatch.validate, moonbatch.job)
+return setmetatable(M, { __call = function(_, ...) return validate(...) end })
