@@ -75,6 +75,53 @@ bench: deps
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
 	@scripts/bench $(CASES)
 
+# Sanitizers (clang): moonbatch.core built with AddressSanitizer, LeakSanitizer and UBSan into
+# build/asan/5.4, a Lua 5.4 launcher that carries their runtime (csrc/tools/asan_lua.c), and
+# every spec run under it (scripts/check-asan)
+SANITIZE_CC ?= clang-14
+SANITIZE_PACKAGES = clang-14 libclang-rt-14-dev llvm-14
+SANITIZE = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LUA54_INCDIR ?= /usr/include/lua5.4
+LUA54_LIBS ?= -llua5.4
+ASAN_LUA = build/asan/lua5.4
+
+.PHONY: check-asan
+check-asan:
+	@scripts/install-deps $(SANITIZE_PACKAGES)
+	@scripts/install-prism
+	@$(MAKE) --no-print-directory LUA_VERSION=5.4 BUILD=build/asan/5.4 CC=$(SANITIZE_CC) \
+		CFLAGS="$(SANITIZE)" LDFLAGS="$(SANITIZE)" build
+	@$(MAKE) --no-print-directory $(ASAN_LUA)
+	@scripts/check-asan
+
+$(ASAN_LUA): csrc/tools/asan_lua.c
+	@mkdir -p $(dir $@)
+	$(SANITIZE_CC) $(WARNINGS) $(CPPFLAGS) $(SANITIZE) -I$(LUA54_INCDIR) $< -o $@ $(LUA54_LIBS)
+
+# libFuzzer harnesses (fuzz/): the JSONL validator (with SSE2 and without) and reply_push, each
+# run for FUZZ_SECONDS on a copy of its seed corpus in fuzz/corpus (scripts/fuzz)
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS = $(WARNINGS) $(CPPFLAGS) $(SANITIZE) -fsanitize=fuzzer -Icsrc
+FUZZERS = build/fuzz/validate_fuzz build/fuzz/validate_fuzz_nosimd build/fuzz/reply_fuzz
+
+.PHONY: fuzz
+fuzz:
+	@scripts/install-deps $(SANITIZE_PACKAGES)
+	@$(MAKE) --no-print-directory $(FUZZERS)
+	@scripts/fuzz $(FUZZ_SECONDS) $(FUZZERS)
+
+build/fuzz/validate_fuzz: fuzz/validate_fuzz.c csrc/validate.c csrc/validate.h
+	@mkdir -p $(dir $@)
+	$(SANITIZE_CC) $(FUZZ_FLAGS) -DVALIDATE_CORE_ONLY $< csrc/validate.c -o $@
+
+build/fuzz/validate_fuzz_nosimd: fuzz/validate_fuzz.c csrc/validate.c csrc/validate.h
+	@mkdir -p $(dir $@)
+	$(SANITIZE_CC) $(FUZZ_FLAGS) -DVALIDATE_CORE_ONLY -DVALIDATE_NO_SIMD $< csrc/validate.c -o $@
+
+build/fuzz/reply_fuzz: fuzz/reply_fuzz.c csrc/reply.c csrc/reply.h csrc/compat.h
+	@mkdir -p $(dir $@)
+	$(SANITIZE_CC) $(FUZZ_FLAGS) -I$(LUA54_INCDIR) $< csrc/reply.c -o $@ $(LUA54_LIBS)
+
 lint:
 	luacheck lua bin/moonbatch spec examples
 

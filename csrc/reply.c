@@ -13,7 +13,8 @@
  * - Duplicate keys: the last one wins (as cjson).
  * - Strings must be well-formed UTF-8 (cjson takes any bytes): a reply that is not fails as
  *   invalid JSON, naming the first byte of the bad sequence. A lone \u surrogate is an error
- *   too (as cjson); control characters are taken as they are (as cjson).
+ *   too (as cjson); control characters are taken as they are (as cjson, except NUL, which
+ *   cjson refuses).
  * - Nesting deeper than REPLY_MAX_DEPTH is an error. */
 #include <ctype.h>
 #include <stdio.h>

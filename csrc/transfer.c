@@ -1,14 +1,17 @@
 /* transfer.c: configures one exchange from Lua options, runs libcurl callbacks, builds results.
  *
- * Caveats: libcurl callbacks never call into Lua except on_progress, and that only under
- * lua_pcall: an error there is kept, the transfer aborted, and the error raised again once
- * libcurl has unwound. Reply bytes go to C buffers and become Lua values after the transfer. */
+ * Caveats: libcurl callbacks never call into Lua except on_progress and, at least every
+ * VISIT_SECONDS, a no-op Lua function (so that a signal hook such as lua.c's Ctrl-C handler
+ * fires even while a transfer is stalled), both only under lua_pcall: an error there is kept,
+ * the transfer aborted, and the error raised again once libcurl has unwound. Reply bytes go to
+ * C buffers and become Lua values after the transfer. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compat.h"
@@ -378,33 +381,77 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-/* ** calls on_progress(done, total) when the numbers change: the bytes sent for a transfer that
- * uploads (its small reply is not progress anyone waits for), else the bytes received */
+#define VISIT_SECONDS 0.25
+static char visit_key; /* its address keys the no-op Lua function in the registry */
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ** keep the error at the top of L and ask libcurl to abort */
+static int keep_error(lua_State *L, transfer *t)
+{
+    t->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1; /* abort; the error is raised after libcurl returns */
+}
+
+/* ** run a Lua function that does nothing: a hook a signal handler set (Ctrl-C in lua.c) runs
+ * there and its error ("interrupted!") ends the transfer */
+static int visit_lua(lua_State *L, transfer *t)
+{
+    if (!lua_checkstack(L, 3))
+        return 0;
+    lua_pushlightuserdata(L, &visit_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        if (luaL_loadbuffer(L, "return", 6, "=moonbatch") != 0) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        lua_pushlightuserdata(L, &visit_key);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+    }
+    if (lua_pcall(L, 0, 0, 0) != 0)
+        return keep_error(L, t);
+    return 0;
+}
+
+/* ** libcurl's progress callback: calls on_progress(done, total) when the numbers change (the
+ * bytes sent for a transfer that uploads, its small reply being no progress anyone waits for,
+ * else the bytes received), and lets Lua run at least every VISIT_SECONDS */
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
     transfer *t = (transfer *)ud;
     lua_State *L = *t->runner;
     curl_off_t done = dlnow, total = dltotal;
+    double now = monotonic_seconds();
     if (t->mime != NULL || ultotal > 0) {
         done = ulnow;
         total = ultotal;
     }
-    if (total == 0 && done == 0)
-        return 0; /* nothing known yet */
-    if (done == t->last_done && total == t->last_total)
-        return 0;
+    if (t->progress_ref == LUA_NOREF || (total == 0 && done == 0) ||
+        (done == t->last_done && total == t->last_total)) {
+        if (now - t->last_visit < VISIT_SECONDS)
+            return 0;
+        t->last_visit = now;
+        return visit_lua(L, t);
+    }
     t->last_done = done;
     t->last_total = total;
+    t->last_visit = now;
     if (!lua_checkstack(L, 3))
         return 1;
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->progress_ref);
     lua_pushnumber(L, (lua_Number)done);
     lua_pushnumber(L, (lua_Number)total);
-    if (lua_pcall(L, 2, 0, 0) != 0) {
-        t->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        return 1; /* abort; the error is raised after libcurl returns */
-    }
+    if (lua_pcall(L, 2, 0, 0) != 0)
+        return keep_error(L, t);
     return 0;
 }
 
@@ -672,15 +719,15 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
             luaL_error(L, "moonbatch.core: bad option 'method' (unsupported method '%s')", method);
         }
     }
-    if (t->progress_ref != LUA_NOREF) {
-        t->L = L;
-        if (t->runner == NULL)
-            t->runner = &t->L;
-        t->last_done = t->last_total = -1;
-        curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(easy, CURLOPT_XFERINFODATA, t);
-        curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
-    }
+    /* always: on_progress when given, and Lua's visits (see visit_lua) */
+    t->L = L;
+    if (t->runner == NULL)
+        t->runner = &t->L;
+    t->last_done = t->last_total = -1;
+    t->last_visit = monotonic_seconds();
+    curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(easy, CURLOPT_XFERINFODATA, t);
+    curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
     return 0;
 }
 

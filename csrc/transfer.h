@@ -50,6 +50,7 @@ typedef struct transfer {
     int progress_ref;            /* LUA_NOREF or the on_progress function */
     int error_ref;               /* LUA_NOREF or the error raised by on_progress */
     curl_off_t last_done, last_total;
+    double last_visit;           /* monotonic seconds when Lua last ran during the transfer */
     char *out_path;              /* `output`: a 2xx body is written to this file, else NULL */
     FILE *out;                   /* opened at the first byte of a 2xx body */
     curl_off_t out_bytes;

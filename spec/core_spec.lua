@@ -285,6 +285,35 @@ describe("moonbatch.core", function()
     assert.is_true(math.abs(core.time() - os.time()) < 2)
   end)
 
+  describe("Ctrl-C", function()
+    it("ends a stalled transfer at once (lua.c's hook runs between the bytes), not at its timeout", function()
+      s:fault("GET", "/siliconflow/v1/files", { { delay = 20 } })
+      local script, out = tmpname(".lua"), tmpname(".txt")
+      write_file(script, ([[
+        package.cpath = %q .. ";" .. package.cpath
+        local core = require("moonbatch.core")
+        io.stderr:write("started\n")
+        local b, m = core.request({ url = %q, headers = { Authorization = "Bearer " .. %q }, timeout = 30 })
+        io.stderr:write("the request returned: ", tostring(m or b), "\n")
+      ]]):format(package.cpath:match("^[^;]+"), base .. "/files", KEY))
+      local pid = tonumber(shell.capture(("%s %s </dev/null >/dev/null 2>%s & echo $!"):format(lua_bin, script, out)))
+      local t0 = core.now()
+      while not (shell.read_file(out) or ""):find("started") and core.now() - t0 < 10 do core.sleep(0.02) end
+      core.sleep(0.5) -- the request is out, the server silent
+      local sent = core.now()
+      os.execute("kill -INT " .. pid)
+      while shell.alive(pid) and core.now() - sent < 10 do core.sleep(0.02) end
+      local took = core.now() - sent
+      local stderr = shell.read_file(out) or ""
+      os.remove(script)
+      os.remove(out)
+      assert.is_false(shell.alive(pid), "still running 10 s after SIGINT")
+      assert.matches("interrupted", stderr)
+      assert.is_nil(stderr:find("the request returned", 1, true))
+      assert.is_true(took < 2, ("%.2f s from SIGINT to exit"):format(took))
+    end)
+  end)
+
   describe("#slow streaming a 200 MiB upload", function()
     it("keeps the process's peak RSS under 32 MiB", function()
       local big = tmpname(".jsonl")
