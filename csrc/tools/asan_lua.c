@@ -9,8 +9,10 @@
  *
  * LUA_INIT_5_4 or LUA_INIT runs first; `arg` is set up as lua.c does (arg[0] is the script,
  * arg[-1] this program, so a spec that starts `arg[-1]` starts this launcher again); the script
- * gets its arguments as `...`; an error prints a traceback and exits with status 1. The state is
- * closed at the end, so LeakSanitizer sees only memory nobody freed. */
+ * gets its arguments as `...`; an error prints a traceback and exits with status 1; Ctrl-C
+ * (SIGINT) during a call raises "interrupted!" there, as in lua.c. The state is closed at the
+ * end, so LeakSanitizer sees only memory nobody freed. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,13 +50,30 @@ static int report(lua_State *L, int status)
     return status;
 }
 
+/* ** the hook a SIGINT sets: raise "interrupted!" at the next thing Lua does */
+static void stop_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted!");
+}
+
+/* ** SIGINT during a call: a second one ends the process; this one stops Lua at once */
+static void on_interrupt(int sig)
+{
+    signal(sig, SIG_DFL);
+    lua_sethook(global_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+}
+
 /* ** call the function below `nargs` arguments with the traceback handler, keep `nres` results */
 static int docall(lua_State *L, int nargs, int nres)
 {
     int base = lua_gettop(L) - nargs, status;
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
+    signal(SIGINT, on_interrupt);
     status = lua_pcall(L, nargs, nres, base);
+    signal(SIGINT, SIG_DFL);
     lua_remove(L, base);
     return status;
 }
