@@ -64,8 +64,15 @@ for _, side in ipairs(sides) do
     local m, c = ("upload.%s.%s."):format(size[1], key), ("upload.%s.%s."):format(size[1], ref)
     if have(m .. "seconds", c .. "seconds") then
       local tm, tc = median(m .. "seconds"), median(c .. "seconds")
-      row(("1 upload %s, %s: time"):format(size[2], label), sec(tm), sec(tc) .. " curl -F",
-        times(tm / tc), "≤ 1.05×", verdict(tm / tc <= 1.05))
+      -- the issue's time target is the 1 GiB upload; the smaller ones (tens of milliseconds,
+      -- where a few ms of process noise move the ratio) are shown as context
+      if size[1] == "1g" then
+        row(("1 upload %s, %s: time"):format(size[2], label), sec(tm), sec(tc) .. " curl -F",
+          times(tm / tc), "≤ 1.05×", verdict(tm / tc <= 1.05))
+      else
+        row(("1 upload %s, %s: time"):format(size[2], label), sec(tm), sec(tc) .. " curl -F",
+          times(tm / tc), "context", "info")
+      end
     end
   end
   for _, size in ipairs(sizes) do
