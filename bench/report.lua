@@ -110,6 +110,13 @@ if have("list.mb.rate", "list.wrk.rate") then
   local rm, rw = median("list.mb.rate"), median("list.wrk.rate")
   row("2 files.list ×10,000, keep-alive, decoded", rate(rm), rate(rw) .. " wrk -c1", times(rm / rw),
     "≥ 0.80×", verdict(rm / rw >= 0.8))
+  if have("list.curl.rate") then
+    local rc = median("list.curl.rate")
+    row("2 the same URL ×10,000 with curl's command line, keep-alive (libcurl's ceiling)", rate(rc),
+      rate(rw) .. " wrk -c1", times(rc / rw), "context", "info")
+    row("2 files.list, decoded, vs curl's command line", rate(rm), rate(rc) .. " curl -K", times(rm / rc),
+      "context", "info")
+  end
 end
 
 -------------------------------------------------------------------------- case 3: concurrent
