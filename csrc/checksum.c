@@ -126,23 +126,9 @@ static double byte_count(lua_State *L, int i, const char *name, double dflt)
 /* ** nil, msg, {kind = "io", path =, message =[, errno =]}; closes fd when it is open */
 static int fail(lua_State *L, int fd, const char *path, int e, const char *why)
 {
-    const char *msg;
     if (fd >= 0)
         close(fd);
-    lua_pushnil(L);
-    msg = lua_pushfstring(L, "cannot read '%s': %s", path, e ? strerror(e) : why);
-    lua_createtable(L, 0, 4);
-    lua_pushliteral(L, "io");
-    lua_setfield(L, -2, "kind");
-    lua_pushstring(L, path);
-    lua_setfield(L, -2, "path");
-    lua_pushstring(L, msg);
-    lua_setfield(L, -2, "message");
-    if (e) {
-        lua_pushinteger(L, e);
-        lua_setfield(L, -2, "errno");
-    }
-    return 3;
+    return compat_read_failure(L, path, "io", e, why);
 }
 
 int checksum_file(lua_State *L)

@@ -1464,22 +1464,8 @@ void validate_read_config(lua_State *L, int idx, validate_config *cfg)
 /* ** nil, msg, {kind = kind, path = path, message = msg[, errno = e]}; closes the job */
 static int job_fail(lua_State *L, validate_job *job, const char *path, const char *kind, int e)
 {
-    const char *msg;
     job_close(job);
-    lua_pushnil(L);
-    msg = lua_pushfstring(L, "cannot read '%s': %s", path, e ? strerror(e) : "out of memory");
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    lua_pushstring(L, path);
-    lua_setfield(L, -2, "path");
-    lua_pushstring(L, msg);
-    lua_setfield(L, -2, "message");
-    if (e) {
-        lua_pushinteger(L, e);
-        lua_setfield(L, -2, "errno");
-    }
-    return 3;
+    return compat_read_failure(L, path, kind, e, "out of memory");
 }
 
 static void push_count(lua_State *L, uint64_t n)
