@@ -93,6 +93,10 @@ NVIM_LIBFLAG = $(if $(filter Darwin,$(shell uname -s)),-bundle -undefined dynami
 .PHONY: nvim
 nvim:
 	@test -n "$(NVIM_LUA_INCDIR)" || { echo "make nvim: no Lua 5.1 headers (lua.h) found: install libluajit-5.1-dev (Debian/Ubuntu), luajit-devel (Fedora) or luajit (Homebrew), or pass LUA_INCDIR=/path/to/include" >&2; exit 1; }
+	@test -f "$(NVIM_LUA_INCDIR)/lua.h" || { echo "make nvim: LUA_INCDIR=$(NVIM_LUA_INCDIR) has no lua.h" >&2; exit 1; }
+	@# other headers than last time: build everything again
+	@if [ "$$(cat $(NVIM_BUILD)/incdir 2>/dev/null)" != "$(NVIM_LUA_INCDIR)" ]; then \
+		rm -rf $(NVIM_BUILD) && mkdir -p $(NVIM_BUILD) && echo "$(NVIM_LUA_INCDIR)" > $(NVIM_BUILD)/incdir; fi
 	@$(MAKE) --no-print-directory LUA_VERSION=5.1 BUILD=$(NVIM_BUILD) LUA_INCDIR=$(NVIM_LUA_INCDIR) \
 		LIBFLAG="$(NVIM_LIBFLAG)" build
 	@# a new file renamed over the old one: a running nvim keeps the copy it has mapped intact

@@ -105,12 +105,28 @@ describe("#slow moonbatch as a Neovim plugin (a clone on the runtimepath, make n
     assert.is_false(r.help.moonbatch.ok)
   end)
 
-  it("make nvim builds lua/moonbatch/core.so and doc/tags in the clone, as lazy.nvim's build hook runs it", function()
+  -- `make nvim` and what it printed, run in the clone as lazy.nvim runs its build hook:
+  -- `$SHELL -c "make nvim"` in the plugin's folder
+  local function make_nvim(args)
     local log = tmp .. "/make.log"
-    -- lazy.nvim runs `$SHELL -c "make nvim"` in the plugin's folder
-    local ok = shell.execute(("cd %s && env -u LUA_INCDIR -u CFLAGS -u MAKEFLAGS sh -c 'make nvim' >%s 2>&1")
-                             :format(quote(clone), quote(log)))
-    local out = shell.read_file(log) or ""
+    local ok = shell.execute(("cd %s && env -u LUA_INCDIR -u CFLAGS -u MAKEFLAGS sh -c %s >%s 2>&1")
+                             :format(quote(clone), quote("make nvim " .. (args or "")), quote(log)))
+    return ok, shell.read_file(log) or ""
+  end
+
+  it("make nvim without Lua headers fails, naming what to install or the bad LUA_INCDIR, and builds nothing", function()
+    local ok, out = make_nvim("NVIM_INCDIRS=")
+    assert.is_false(ok)
+    assert.truthy(out:find("make nvim: no Lua 5.1 headers (lua.h) found: install libluajit-5.1-dev", 1, true), out)
+    ok, out = make_nvim("LUA_INCDIR=" .. tmp .. "/nowhere")
+    assert.is_false(ok)
+    assert.truthy(out:find("make nvim: LUA_INCDIR=" .. tmp .. "/nowhere has no lua.h", 1, true), out)
+    assert.is_false(shell.exists(clone .. "/lua/moonbatch/core.so"))
+    assert.is_false(shell.exists(clone .. "/build/nvim/moonbatch/core.so"))
+  end)
+
+  it("make nvim builds lua/moonbatch/core.so and doc/tags in the clone, as lazy.nvim's build hook runs it", function()
+    local ok, out = make_nvim()
     assert.is_true(ok, out)
     assert.is_true(shell.exists(clone .. "/lua/moonbatch/core.so"), out)
     assert.truthy(out:find("make nvim: lua/moonbatch/core.so built against /", 1, true), out)
@@ -190,6 +206,19 @@ describe("#slow moonbatch as a Neovim plugin (a clone on the runtimepath, make n
                          MOONBATCH_PLUGIN_URL = s.urls.together, MOONBATCH_PLUGIN_FILE = requests })
     assert.is_true(r.loaded, r.load_error)
     assert.truthy(health_text(r):find("OK: lua-cjson: Neovim's built-in vim.json", 1, true), health_text(r))
+    assert.is_nil(r.op_error)
+    assert.equal(r.file.id, r.batch.input_file_id)
+  end)
+
+  it("make nvim honours LUA_INCDIR: plain Lua 5.1's headers (the same ABI) build everything again and load", function()
+    if not shell.exists("/usr/include/lua5.1/lua.h") then return pending("no /usr/include/lua5.1") end
+    local ok, out = make_nvim("LUA_INCDIR=/usr/include/lua5.1")
+    assert.is_true(ok, out)
+    assert.truthy(out:find("make nvim: lua/moonbatch/core.so built against /usr/include/lua5.1/lua.h", 1, true), out)
+    assert.truthy(out:find("%-I/usr/include/lua5%.1%s+%-c csrc/core%.c"), "core.c was not compiled again:\n" .. out)
+    s:reset()
+    local r = run_nvim(env_for_upload())
+    assert.is_true(r.loaded, r.load_error)
     assert.is_nil(r.op_error)
     assert.equal(r.file.id, r.batch.input_file_id)
   end)
