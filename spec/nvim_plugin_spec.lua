@@ -161,6 +161,9 @@ describe("#slow moonbatch as a Neovim plugin (a clone on the runtimepath, make n
       assert.truthy(h.line:find("*" .. tag .. "*", 1, true), tag .. " is not on the line :help jumped to: " .. h.line)
     end
 
+    assert.same({}, r.broken_links)
+    assert.is_true(r.links >= 10, "too few |links| found: " .. tostring(r.links))
+
     local health = health_text(r)
     local core = require("moonbatch.core")
     assert.truthy(health:find(("OK: moonbatch.core %s loaded from %s/lua/moonbatch/core.so"):format(core.version, clone),

@@ -42,6 +42,20 @@ for _, tag in ipairs({ "moonbatch", "moonbatch-setup", "moonbatch.nvim", "moonba
   if found then vim.cmd("helpclose") end
 end
 
+-- every |link| of the help file leads somewhere
+result.broken_links = {}
+local doc = vim.api.nvim_get_runtime_file("doc/moonbatch.txt", false)[1]
+if doc and result.help.moonbatch.ok then
+  local seen = {}
+  for link in table.concat(vim.fn.readfile(doc), "\n"):gmatch("|([^|%s]+)|") do
+    if not seen[link] then
+      seen[link] = true
+      if pcall(vim.cmd, "help " .. link) then vim.cmd("helpclose") else table.insert(result.broken_links, link) end
+    end
+  end
+  result.links = vim.tbl_count(seen)
+end
+
 vim.cmd("checkhealth moonbatch")
 result.health = buffer_lines()
 
