@@ -46,11 +46,14 @@ describe("#slow moonbatch as a Neovim plugin (a clone on the runtimepath, make n
   local function run_nvim(env)
     local out = tmp .. "/out.json"
     os.remove(out)
-    local words = { "cd", quote(tmp), "&&", "env", "-u LUA_PATH -u LUA_CPATH -u LUA_INIT -u LUA_PATH_5_1",
-                    "-u LUA_CPATH_5_1 -u MOONBATCH_API_KEY -u SILICONFLOW_API_KEY -u OPENAI_API_KEY",
-                    "-u MOONBATCH_BASE_URL -u MOONBATCH_LOG" }
     env.MOONBATCH_PLUGIN_OUT = out
-    for k, v in pairs(env) do words[#words + 1] = k .. "=" .. quote(v) end
+    -- the variables (a key among them) through a file the shell reads, never on a command line
+    local vars = {}
+    for k, v in pairs(env) do vars[#vars + 1] = ("export %s=%s\n"):format(k, quote(v)) end
+    shell.write_file(tmp .. "/env.sh", table.concat(vars))
+    local words = { "cd", quote(tmp), "&&", "unset LUA_PATH LUA_CPATH LUA_INIT LUA_PATH_5_1 LUA_CPATH_5_1",
+                    "MOONBATCH_API_KEY SILICONFLOW_API_KEY OPENAI_API_KEY TOGETHER_API_KEY MOONBATCH_PROVIDER",
+                    "MOONBATCH_BASE_URL MOONBATCH_LOG &&", ". ./env.sh &&" }
     words[#words + 1] = "timeout 60 nvim --headless --clean -i NONE -n"
     words[#words + 1] = "--cmd " .. quote("set rtp^=" .. clone)
     -- a host script that raises quits at once (with the error in nvim.log)
@@ -238,5 +241,15 @@ describe("#slow moonbatch as a Neovim plugin (a clone on the runtimepath, make n
     assert.truthy(health_text(r):find("ERROR: provider 'nosuch' (from $MOONBATCH_PROVIDER) is unknown", 1, true),
                   health_text(r))
     assert.matches("unknown provider 'nosuch'", r.new_error)
+  end)
+
+  it("warns in :checkhealth when lua/moonbatch/core.so is older than the C sources (make nvim not run again)", function()
+    local r = run_nvim(env_for_upload())
+    assert.is_nil(health_text(r):find("is older than", 1, true), health_text(r))
+    assert(shell.execute("touch -d '+1 hour' " .. quote(clone .. "/csrc/multi.c")))
+    r = run_nvim(env_for_upload())
+    assert.truthy(health_text(r):find("WARNING: " .. clone .. "/lua/moonbatch/core.so is older than csrc/multi.c", 1, true),
+                  health_text(r))
+    assert.truthy(health_text(r):find("run `make nvim` in " .. clone, 1, true), health_text(r))
   end)
 end)
