@@ -241,6 +241,12 @@ describe("#slow moonbatch as a Neovim plugin (a clone on the runtimepath, make n
     assert.truthy(health_text(r):find("ERROR: provider 'nosuch' (from $MOONBATCH_PROVIDER) is unknown", 1, true),
                   health_text(r))
     assert.matches("unknown provider 'nosuch'", r.new_error)
+    -- vim.g.moonbatch_provider comes before $MOONBATCH_PROVIDER, for the check and for new()
+    r = run_nvim({ MOONBATCH_PLUGIN_G_PROVIDER = "openai", MOONBATCH_PROVIDER = "together", OPENAI_API_KEY = KEY,
+                   MOONBATCH_PLUGIN_URL = s.urls.openai, MOONBATCH_PLUGIN_FILE = requests })
+    assert.truthy(health_text(r):find("OK: API key for provider openai (from vim.g.moonbatch_provider): OPENAI_API_KEY is set",
+                                      1, true), health_text(r))
+    assert.equal("openai", r.provider)
   end)
 
   it("warns in :checkhealth when lua/moonbatch/core.so is older than the C sources (make nvim not run again)", function()

@@ -1,9 +1,10 @@
 -- spec/hosts/nvim_plugin.lua: run by `nvim --headless --clean` from spec/nvim_plugin_spec.lua with
--- a clone of moonbatch on the runtimepath and nothing on package.path/cpath. Loads
--- moonbatch.nvim, opens :help on moonbatch's tags, runs :checkhealth moonbatch (and the same
--- check through the vim.health.* functions of Neovim 0.10+, faked), uploads a file and creates a
--- batch through moonbatch.nvim against the stand-in, then writes what it saw as JSON to
--- MOONBATCH_PLUGIN_OUT and quits. MOONBATCH_PLUGIN_NO_CJSON=1 first hides the system lua-cjson.
+-- a clone of moonbatch on the runtimepath and nothing on package.path/cpath. Loads moonbatch.nvim,
+-- opens :help on moonbatch's tags, runs :checkhealth moonbatch (and the same check through the
+-- vim.health.* functions of Neovim 0.10+, faked), uploads a file and creates a batch through
+-- moonbatch.nvim against the stand-in, then writes what it saw as JSON to MOONBATCH_PLUGIN_OUT
+-- and quits. MOONBATCH_PLUGIN_NO_CJSON=1 first hides the system lua-cjson;
+-- MOONBATCH_PLUGIN_G_PROVIDER sets vim.g.moonbatch_provider.
 local out_path = os.getenv("MOONBATCH_PLUGIN_OUT")
 local result = { help = {} }
 
@@ -16,6 +17,10 @@ end
 
 local function buffer_lines()
   return vim.api.nvim_buf_get_lines(0, 0, -1, false)
+end
+
+if os.getenv("MOONBATCH_PLUGIN_G_PROVIDER") then
+  vim.api.nvim_set_var("moonbatch_provider", os.getenv("MOONBATCH_PLUGIN_G_PROVIDER"))
 end
 
 if os.getenv("MOONBATCH_PLUGIN_NO_CJSON") == "1" then
