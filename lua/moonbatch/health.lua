@@ -62,7 +62,8 @@ local function check_core(r)
     return nil
   end
   local file = where("moonbatch.core", ".so", package.cpath) or "a loader of package.loaders"
-  r.ok(("moonbatch.core %s loaded from %s"):format(tostring(core.version), file))
+  local version = core.version or ok and require("moonbatch").version
+  r.ok(("moonbatch.core %s loaded from %s"):format(tostring(version), file))
   if dir and file == dir .. "/lua/moonbatch/core.so" then
     local st = vim.loop.fs_stat(file)
     local newest, name = newest_source(dir)
