@@ -77,6 +77,8 @@ describe("#slow moonbatch as a Neovim plugin (a clone on the runtimepath, make n
   end
 
   setup(function()
+    assert(shell.execute("git -C " .. quote(ROOT) .. " rev-parse --is-inside-work-tree >/dev/null 2>&1"),
+           "this spec copies the files git knows: run it from a git checkout")
     s = standin.start({ key = KEY })
     tmp = shell.tmpdir()
     clone = tmp .. "/moonbatch"
