@@ -75,6 +75,40 @@ bench: deps
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
 	@scripts/bench $(CASES)
 
+# Neovim: what a plugin manager's build hook runs (lazy.nvim: build = "make nvim"). Builds the
+# 5.1-ABI module into build/nvim against the Lua headers found, and puts it at
+# lua/moonbatch/core.so, where Neovim's runtimepath loader finds require("moonbatch.core") when
+# this clone is on the runtimepath; then doc/tags (:help moonbatch) when nvim is on PATH.
+# Headers: LUA_INCDIR from the command line or environment, else LuaJIT's (Neovim's Lua) from
+# pkg-config or the usual folders, else plain Lua 5.1's (the same ABI).
+NVIM ?= nvim
+NVIM_BUILD = build/nvim
+NVIM_INCDIRS = $(patsubst -I%,%,$(filter -I%,$(shell pkg-config --cflags-only-I luajit 2>/dev/null))) \
+  /usr/include/luajit-2.1 /usr/local/include/luajit-2.1 /opt/homebrew/include/luajit-2.1 \
+  /usr/include/lua5.1 /usr/local/include/lua5.1 /usr/include/lua-5.1 /usr/local/include/lua-5.1
+NVIM_LUA_INCDIR = $(if $(filter command% environment%,$(origin LUA_INCDIR)),$(LUA_INCDIR),$(patsubst %/lua.h,%,$(firstword $(wildcard $(addsuffix /lua.h,$(NVIM_INCDIRS))))))
+# macOS links a Lua module as a bundle whose Lua symbols the host (nvim) provides
+NVIM_LIBFLAG = $(if $(filter Darwin,$(shell uname -s)),-bundle -undefined dynamic_lookup,$(LIBFLAG))
+
+.PHONY: nvim
+nvim:
+	@test -n "$(NVIM_LUA_INCDIR)" || { echo "make nvim: no Lua 5.1 headers (lua.h) found: install libluajit-5.1-dev (Debian/Ubuntu), luajit-devel (Fedora) or luajit (Homebrew), or pass LUA_INCDIR=/path/to/include" >&2; exit 1; }
+	@test -f "$(NVIM_LUA_INCDIR)/lua.h" || { echo "make nvim: LUA_INCDIR=$(NVIM_LUA_INCDIR) has no lua.h" >&2; exit 1; }
+	@# other headers than last time: build everything again
+	@if [ "$$(cat $(NVIM_BUILD)/incdir 2>/dev/null)" != "$(NVIM_LUA_INCDIR)" ]; then \
+		rm -rf $(NVIM_BUILD) && mkdir -p $(NVIM_BUILD) && echo "$(NVIM_LUA_INCDIR)" > $(NVIM_BUILD)/incdir; fi
+	@$(MAKE) --no-print-directory LUA_VERSION=5.1 BUILD=$(NVIM_BUILD) LUA_INCDIR=$(NVIM_LUA_INCDIR) \
+		LIBFLAG="$(NVIM_LIBFLAG)" build
+	@# a new file renamed over the old one: a running nvim keeps the copy it has mapped intact
+	@cp $(NVIM_BUILD)/moonbatch/core.so lua/moonbatch/core.so.new
+	@mv -f lua/moonbatch/core.so.new lua/moonbatch/core.so
+	@echo "make nvim: lua/moonbatch/core.so built against $(NVIM_LUA_INCDIR)/lua.h"
+	@if command -v $(NVIM) >/dev/null 2>&1; then \
+		$(NVIM) -u NONE -i NONE -es -c 'helptags doc' -c 'qa!' </dev/null \
+			|| { echo "make nvim: helptags doc failed" >&2; exit 1; }; \
+		echo "make nvim: doc/tags"; \
+	else echo "make nvim: no $(NVIM) on PATH: doc/tags not made (a plugin manager makes them)"; fi
+
 # Sanitizers (clang): moonbatch.core built with AddressSanitizer, LeakSanitizer and UBSan into
 # build/asan/5.4, a Lua 5.4 launcher that carries their runtime (csrc/tools/asan_lua.c), and
 # every spec run under it (scripts/check-asan)

@@ -38,6 +38,7 @@ build = {
     ["moonbatch.errors"] = "lua/moonbatch/errors.lua",
     ["moonbatch.fs"] = "lua/moonbatch/fs.lua",
     ["moonbatch.job"] = "lua/moonbatch/job.lua",
+    ["moonbatch.health"] = "lua/moonbatch/health.lua",
     ["moonbatch.manifest"] = "lua/moonbatch/manifest.lua",
     ["moonbatch.ngx"] = "lua/moonbatch/ngx.lua",
     ["moonbatch.nvim"] = "lua/moonbatch/nvim.lua",

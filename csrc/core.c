@@ -80,6 +80,56 @@ static int core_sleep(lua_State *L)
     return 0;
 }
 
+/* core.curl(): the libcurl this module runs on, for health checks and bug reports:
+ * {version = "8.5.0", version_num = 0x080500, ssl = "OpenSSL/3.0.11" or nil, libz = ... or nil,
+ * host = "x86_64-pc-linux-gnu", features = {ssl = true, http2 = true, ...}} (features named from
+ * curl_version_info's bitmask; a feature this libcurl's headers do not know is left out) */
+static int core_curl(lua_State *L)
+{
+    static const struct {
+        const char *name;
+        int bit;
+    } features[] = {
+        {"ssl", CURL_VERSION_SSL},
+        {"libz", CURL_VERSION_LIBZ},
+        {"ipv6", CURL_VERSION_IPV6},
+        {"asynchdns", CURL_VERSION_ASYNCHDNS},
+        {"largefile", CURL_VERSION_LARGEFILE},
+#ifdef CURL_VERSION_HTTP2
+        {"http2", CURL_VERSION_HTTP2},
+#endif
+#ifdef CURL_VERSION_HTTP3
+        {"http3", CURL_VERSION_HTTP3},
+#endif
+#ifdef CURL_VERSION_BROTLI
+        {"brotli", CURL_VERSION_BROTLI},
+#endif
+#ifdef CURL_VERSION_ZSTD
+        {"zstd", CURL_VERSION_ZSTD},
+#endif
+    };
+    const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+    size_t i;
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, info->version);
+    lua_setfield(L, -2, "version");
+    lua_pushinteger(L, (lua_Integer)info->version_num);
+    lua_setfield(L, -2, "version_num");
+    lua_pushstring(L, info->ssl_version); /* NULL pushes nil: a libcurl without TLS */
+    lua_setfield(L, -2, "ssl");
+    lua_pushstring(L, info->libz_version);
+    lua_setfield(L, -2, "libz");
+    lua_pushstring(L, info->host);
+    lua_setfield(L, -2, "host");
+    lua_newtable(L);
+    for (i = 0; i < sizeof features / sizeof features[0]; i++) {
+        lua_pushboolean(L, (info->features & features[i].bit) != 0);
+        lua_setfield(L, -2, features[i].name);
+    }
+    lua_setfield(L, -2, "features");
+    return 1;
+}
+
 static const luaL_Reg core_functions[] = {
     {"request", core_request},
     {"session", core_session},
@@ -92,6 +142,7 @@ static const luaL_Reg plain_functions[] = {
     {"sleep", core_sleep},
     {"validate", validate_file},
     {"checksum", checksum_file},
+    {"curl", core_curl},
     {NULL, NULL}};
 
 static const luaL_Reg files_functions[] = {

@@ -15,6 +15,14 @@
 -- argument; `mb.run(fn, callback)` runs a whole sequence of blocking-style moonbatch calls as
 -- one task (`callback(ok, ...)`).
 -- @module moonbatch.nvim
+
+-- moonbatch.core needs lua-cjson. A Neovim without a Lua 5.1 lua-cjson on its package.cpath
+-- (Debian's lua-cjson provides one) still has its own copy built in as vim.json: that one serves.
+if not package.loaded.cjson and not package.preload.cjson and vim.json and vim.json.new
+   and not pcall(require, "cjson") then
+  package.preload.cjson = function() return vim.json end
+end
+
 local moonbatch = require("moonbatch")
 local scheduler = require("moonbatch.scheduler")
 
@@ -88,10 +96,31 @@ local function as_task(op)
   end
 end
 
---- A client (options as moonbatch.new) whose operations take a callback as their last
--- argument instead of blocking: `client.files.upload(opts, cb)`, `client.batches.wait(id, opts, cb)`...
--- `client.sync` is the underlying blocking client, for use inside `M.run`.
+--- The provider a client uses when `new` is given none: `vim.g.moonbatch_provider`, else
+-- `$MOONBATCH_PROVIDER`, else moonbatch's default ("siliconflow"). `:checkhealth moonbatch`
+-- checks the key of this one.
+function M.provider()
+  local name = vim.g.moonbatch_provider
+  if name == nil or name == "" then name = os.getenv("MOONBATCH_PROVIDER") end
+  if name == nil or name == "" then name = "siliconflow" end
+  return name
+end
+
+--- A client (options as moonbatch.new; `provider` defaults to `M.provider()`) whose operations
+-- take a callback as their last argument instead of blocking: `client.files.upload(opts, cb)`,
+-- `client.batches.wait(id, opts, cb)`... `client.sync` is the underlying blocking client, for
+-- use inside `M.run`.
 function M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("moonbatch.nvim.new: bad argument #1 (table expected, got %s)"):format(type(opts)), 2)
+  end
+  opts = opts or {}
+  if opts.provider == nil then
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    copy.provider = M.provider()
+    opts = copy
+  end
   local sync = moonbatch.new(opts)
   local c = { sync = sync, files = {}, batches = {} }
   for _, group in ipairs({ "files", "batches" }) do
