@@ -17,8 +17,14 @@ dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson >= 2.1",
 }
+-- Only the library is looked for: luarocks finds it in the platform's lib folders (Debian's
+-- lib/x86_64-linux-gnu, Fedora's lib64, macOS's SDK) and sets CURL_INCDIR to <prefix>/include
+-- beside it. curl.h itself is left to the compiler's default include path, which knows
+-- Debian's multiarch /usr/include/x86_64-linux-gnu; a header check would look in
+-- <prefix>/include only and fail there. CURL_DIR=... (or CURL_INCDIR, CURL_LIBDIR) still
+-- points the build at another libcurl.
 external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
+  CURL = { library = "curl" },
 }
 build = {
   type = "builtin",
@@ -53,6 +59,9 @@ build = {
     ["moonbatch.providers.together"] = "lua/moonbatch/providers/together.lua",
   },
   install = {
-    bin = { moonbatch = "bin/moonbatch" },
+    bin = { moonbatch = "bin/moonbatch", ["moonbatch-standin"] = "bin/moonbatch-standin" },
   },
+  -- the stand-in's nginx configuration and Lua handlers, into the rock's own folder, where
+  -- <rock>/bin/moonbatch-standin finds them as it finds them in a checkout
+  copy_directories = { "standin" },
 }
