@@ -1,7 +1,9 @@
+-- The rock from a checkout (`luarocks make`). Edit this one: `make rockspec` writes the release
+-- rockspec (moonbatch-X.Y.Z-1.rockspec) from it, the version being moonbatch.core's.
 package = "moonbatch"
 version = "scm-1"
 source = {
-  url = "git+https://example.invalid/moonbatch.git",
+  url = "git+https://github.com/moonbatch/moonbatch.git",
 }
 description = {
   summary = "A fast, streaming Lua client for LLM batch-inference APIs",
@@ -11,6 +13,7 @@ OpenAI-compatible services) through libcurl: uploads stream from disk, calls reu
 keep-alive connection, replies become canonical Lua tables, and failures are retried as the
 providers ask.
 ]],
+  homepage = "https://github.com/moonbatch/moonbatch",
   license = "MIT",
 }
 dependencies = {
@@ -52,6 +55,7 @@ build = {
     ["moonbatch.provider"] = "lua/moonbatch/provider.lua",
     ["moonbatch.retry"] = "lua/moonbatch/retry.lua",
     ["moonbatch.scheduler"] = "lua/moonbatch/scheduler.lua",
+    ["moonbatch.standin"] = "lua/moonbatch/standin.lua",
     ["moonbatch.validate"] = "lua/moonbatch/validate.lua",
     ["moonbatch.providers.openai"] = "lua/moonbatch/providers/openai.lua",
     ["moonbatch.providers.siliconflow"] = "lua/moonbatch/providers/siliconflow.lua",

@@ -161,7 +161,7 @@ function M.available(opts)
 end
 
 local function check_options(opts)
-  local function bad(name, what) error("moonbatch.standin.start: opts." .. name .. " must be " .. what, 3) end
+  local function bad(name, what) error("moonbatch.standin.start: opts." .. name .. " must be " .. what, 4) end
   if type(opts) ~= "table" then error("moonbatch.standin.start: opts must be a table", 3) end
   if opts.key ~= nil and (type(opts.key) ~= "string" or not opts.key:match("^[%w%p]+$")) then
     bad("key", "a non-empty string without spaces")
