@@ -5,28 +5,16 @@
 -- `make dist` and `luarocks install ./moonbatch-X.Y.Z-1.src.rock` into a fresh tree (no network
 -- here: a download would fail); `luarocks lint`; one version everywhere.
 local shell = require("spec.support.shell")
+local rock = require("spec.support.rock")
 local quote = shell.quote
 
 local ROOT = shell.trim(shell.capture("pwd")) -- busted runs from the repository's root
 local LUA_VERSION = _VERSION:match("%d%.%d")
-local PATH = "/usr/local/bin:/usr/bin:/bin" -- no sbin: the stand-in finds /usr/sbin/nginx itself
-
--- Debian's lua-cjson is a system package, not a rock: the README's step tells luarocks so
-local CJSON_PROVIDED = "luarocks --lua-version=%s config rocks_provided.lua-cjson 2.1.0-1"
+local run_clean = rock.run_clean
 
 -- the version the C module reports, which the rest must agree with
 local function core_version()
   return require("moonbatch.core").version
-end
-
--- runs `command` in `dir` with only PATH and HOME set; returns ok and what it printed
-local function run_clean(home, dir, command)
-  local log = shell.tmpname(".log")
-  local ok = shell.execute(("cd %s && env -i PATH=%s HOME=%s sh -c %s >%s 2>&1")
-    :format(quote(dir), quote(PATH), quote(home), quote(command), quote(log)))
-  local out = shell.read_file(log) or ""
-  os.remove(log)
-  return ok, out
 end
 
 local function lines_of(cmd)
@@ -100,17 +88,10 @@ describe("#slow the rock, installed as a new user on Debian does", function()
 
   setup(function()
     tmp = shell.tmpdir()
-    home = tmp .. "/home"
     src = tmp .. "/src"
-    -- a copy of the checkout as it is (tracked and new files, not build/ or the .git), so the
-    -- build neither writes into the checkout nor races another run there
-    assert(shell.execute(("mkdir -p %s/.luarocks %s %s/x && cd %s && git ls-files -z -c -o --exclude-standard "
-      .. "| tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -C %s -xf -")
-      :format(quote(home), quote(src), quote(tmp), quote(ROOT), quote(src))))
-    for _, v in ipairs({ "5.1", "5.4" }) do
-      local ok, out = run_clean(home, tmp, CJSON_PROVIDED:format(v))
-      assert(ok, out)
-    end
+    rock.copy_checkout(src)
+    assert(shell.execute("mkdir -p " .. quote(tmp .. "/x")))
+    home = rock.fresh_home(tmp, { "5.1", "5.4" })
   end)
 
   teardown(function()
@@ -124,9 +105,9 @@ describe("#slow the rock, installed as a new user on Debian does", function()
       local ok, out = run_clean(home, src, ("luarocks --lua-version=%s --tree %s make"):format(v, quote(tree)))
       assert(ok, out)
       assert.matches("moonbatch scm%-1 is now installed", out)
-      local rock = ("%s/lib/luarocks/rocks-%s/moonbatch/scm-1"):format(tree, v)
+      local rock_dir = ("%s/lib/luarocks/rocks-%s/moonbatch/scm-1"):format(tree, v)
       for _, path in ipairs({ tree .. "/bin/moonbatch", tree .. "/bin/moonbatch-standin",
-                              rock .. "/standin/nginx.conf.in", rock .. "/standin/lua/standin/common.lua" }) do
+                              rock_dir .. "/standin/nginx.conf.in", rock_dir .. "/standin/lua/standin/common.lua" }) do
         assert.is_true(shell.exists(path), path)
       end
       local script = tmp .. "/x/user.lua"
@@ -139,7 +120,7 @@ describe("#slow the rock, installed as a new user on Debian does", function()
         assert.equal(core_version(), seen.version, out)
         assert.equal(("%s/lib/lua/%s/moonbatch/core.so"):format(tree, v), seen.core)
         assert.equal(("%s/share/lua/%s/moonbatch/init.lua"):format(tree, v), seen.lua)
-        assert.equal(rock .. "/bin/moonbatch-standin", seen.script)
+        assert.equal(rock_dir .. "/bin/moonbatch-standin", seen.script)
         assert.equal("0", seen.listed, out)
         assert.equal("GET /siliconflow/v1/files", seen.logged)
         assert.truthy(out:find("\ndone\n$"), out)
