@@ -25,14 +25,7 @@ local cjson = require("cjson")
 
 local M = {}
 
---- A started stand-in (what `start` returns).
--- @type Standin
--- @field urls the base URL of each dialect: `urls.siliconflow`, `urls["siliconflow-global"]`,
---   `urls.together`, `urls.openai`
--- @field control the control API's base URL (`http://127.0.0.1:PORT/_standin`)
--- @field port the port it listens on (127.0.0.1)
--- @field key the API key every dialect accepts
--- @field pid the process id of `moonbatch-standin`
+-- the methods of a started stand-in (documented below, as the Standin type)
 local Standin = {}
 Standin.__index = Standin
 
@@ -252,6 +245,15 @@ function M.start(opts)
   s.port = tonumber(s.control:match(":(%d+)/"))
   return s
 end
+
+--- A started stand-in (what `start` returns).
+-- @type Standin
+-- @field urls the base URL of each dialect: `urls.siliconflow`, `urls["siliconflow-global"]`,
+--   `urls.together`, `urls.openai`
+-- @field control the control API's base URL (`http://127.0.0.1:PORT/_standin`)
+-- @field port the port it listens on (127.0.0.1)
+-- @field key the API key every dialect accepts
+-- @field pid the process id of `moonbatch-standin`
 
 --- The base URL of a dialect.
 -- @string dialect `"siliconflow"`, `"siliconflow-global"`, `"together"` or `"openai"`
