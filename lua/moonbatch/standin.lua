@@ -22,6 +22,7 @@
 -- exits without calling `stop`. Needs lua-cjson and the `curl`, `mkfifo` and `mktemp` commands.
 -- @module moonbatch.standin
 local cjson = require("cjson")
+local fs = require("moonbatch.fs")
 
 local M = {}
 
@@ -31,39 +32,14 @@ Standin.__index = Standin
 
 local CURL = "curl -s -S --noproxy '*' "
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local quote, exists, trim, read_file = fs.quote, fs.exists, fs.trim, fs.read
 
 local function execute(command)
-  local a, _, code = os.execute(command)
-  if type(a) == "number" then return a == 0 end -- Lua 5.1
-  return a == true and code == 0
+  return fs.succeeded(os.execute(command))
 end
 
 local function capture(command)
-  local p = assert(io.popen(command, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function is_file(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
+  return fs.capture(command) or ""
 end
 
 -- A live process; a zombie (exited, not yet reaped) counts as gone.
@@ -111,14 +87,14 @@ function M.script()
   if file then
     local dir = file:match("^(.*)/[^/]*$") or "."
     local root = dir .. "/../.."
-    if is_file(root .. "/bin/moonbatch-standin") and is_file(root .. "/standin/nginx.conf.in") then
+    if exists(root .. "/bin/moonbatch-standin") and exists(root .. "/standin/nginx.conf.in") then
       return root .. "/bin/moonbatch-standin"
     end
     local tree, lua_version = file:match("^(.*)/share/lua/([^/]+)/moonbatch/standin%.lua$")
     if tree then
       local rocks = tree .. "/lib/luarocks/rocks-" .. lua_version
       local rock = rock_dir_from_manifest(rocks)
-      if rock and is_file(rock .. "/bin/moonbatch-standin") then return rock .. "/bin/moonbatch-standin" end
+      if rock and exists(rock .. "/bin/moonbatch-standin") then return rock .. "/bin/moonbatch-standin" end
       -- no manifest to read: the newest version folder that has the script
       local found = capture("ls -d " .. quote(rocks) .. "/moonbatch/*/bin/moonbatch-standin 2>/dev/null | sort -V | tail -n 1")
       if trim(found) ~= "" then return trim(found) end
