@@ -132,6 +132,16 @@ describe("#slow the rock, installed as a new user on Debian does", function()
       ok, out = run_clean(home, tmp .. "/x", ("%s/bin/moonbatch-standin --check"):format(quote(tree)))
       assert(ok, out)
       assert.matches("nginx\n$", out)
+      -- the copy in the tree's bin/ finds the files in the rock's folder, and serves
+      ok, out = run_clean(home, tmp .. "/x", ([[
+        %s/bin/moonbatch-standin --key sk-bin >out 2>&1 & pid=$!
+        i=0; until grep -q '^control ' out || [ $i -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
+        url=$(sed -n 's/^openai //p' out)
+        curl -s --noproxy '*' -H 'Authorization: Bearer sk-bin' "$url/files"; echo
+        kill -TERM $pid; wait $pid; echo "exit $?"; cat out]]):format(quote(tree)))
+      assert(ok, out)
+      assert.matches('^{"object":"list","data":%[%]', out)
+      assert.matches("\nexit 0\nsiliconflow http://127%.0%.0%.1:%d+/siliconflow/v1\n", out)
     end)
   end
 
