@@ -15,18 +15,23 @@ LUA_INCDIR ?= $(firstword $(wildcard /usr/include/lua5.1) /usr/include/luajit-2.
 else
 LUA_INCDIR ?= /usr/include/lua$(LUA_VERSION)
 endif
+# libcurl as the platform describes it: curl-config, else pkg-config, else the compiler's default
+# paths (which know Debian's multiarch /usr/include/x86_64-linux-gnu); CURL_INCDIR adds a folder
 CURL_INCDIR ?=
-CURL_LIBS ?= -lcurl
+ifeq ($(origin CURL_CFLAGS),undefined)
+CURL_CFLAGS := $(shell curl-config --cflags 2>/dev/null || pkg-config --cflags libcurl 2>/dev/null)
+endif
+ifeq ($(origin CURL_LIBS),undefined)
+CURL_LIBS := $(or $(shell curl-config --libs 2>/dev/null || pkg-config --libs libcurl 2>/dev/null),-lcurl)
+endif
 
 BUILD = build/$(LUA_VERSION)
 MODULE = $(BUILD)/moonbatch/core.so
 SOURCES = $(wildcard csrc/*.c)
 HEADERS = $(wildcard csrc/*.h)
 OBJECTS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SOURCES))
-INCLUDES = -I$(LUA_INCDIR) $(if $(CURL_INCDIR),-I$(CURL_INCDIR))
+INCLUDES = -I$(LUA_INCDIR) $(if $(CURL_INCDIR),-I$(CURL_INCDIR)) $(CURL_CFLAGS)
 
-# luarocks looks for curl/curl.h in /usr/include only; Debian keeps it in the multiarch folder
-CURL_HEADER_DIR = $(or $(CURL_INCDIR),$(shell for d in /usr/include/$$(gcc -print-multiarch 2>/dev/null) /usr/include; do [ -f $$d/curl/curl.h ] && echo $$d && break; done))
 ROCK_TREE ?= .luarocks-tree
 
 .PHONY: all build deps test demo clean lint rock
@@ -66,8 +71,33 @@ docs:
 
 # install the rock into ROCK_TREE (lua-cjson comes from Debian, hence --deps-mode=none)
 rock:
-	luarocks --lua-version=$(LUA_VERSION) --tree=$(ROCK_TREE) make --deps-mode=none \
-		moonbatch-scm-1.rockspec CURL_INCDIR=$(CURL_HEADER_DIR)
+	luarocks --lua-version=$(LUA_VERSION) --tree=$(ROCK_TREE) make --deps-mode=none moonbatch-scm-1.rockspec
+
+# The release. The version lives in one place, moonbatch.core's (csrc/core.c): moonbatch.version,
+# moonbatch._VERSION and `moonbatch --version` read it from there; `make rockspec` writes
+# moonbatch-$(VERSION)-1.rockspec from the scm one; spec/rockspec_spec.lua checks they agree.
+# `make dist` writes $(DIST).tar.gz (git archive of tag v$(VERSION), else of HEAD) and
+# $(DIST)-1.src.rock (that archive and the rockspec), which `luarocks install` builds offline.
+VERSION = $(shell sed -n 's/^ *lua_pushliteral(L, "\([0-9][0-9.]*\)");$$/\1/p' csrc/core.c)
+DIST = moonbatch-$(VERSION)
+DIST_REF ?= $(shell git rev-parse -q --verify "refs/tags/v$(VERSION)" >/dev/null && echo v$(VERSION) || echo HEAD)
+
+.PHONY: version rockspec dist
+version:
+	@echo $(VERSION)
+
+rockspec:
+	@test -n "$(VERSION)" || { echo "make: no version literal found in csrc/core.c" >&2; exit 1; }
+	lua$(LUA_VERSION) scripts/release-rockspec $(VERSION)
+
+dist: rockspec
+	@git show $(DIST_REF):$(DIST)-1.rockspec 2>/dev/null | cmp -s - $(DIST)-1.rockspec || \
+		echo "make dist: $(DIST)-1.rockspec is not the one in $(DIST_REF); commit it" >&2
+	@git diff --quiet HEAD || echo "make dist: uncommitted changes are not in the archive" >&2
+	git archive --format=tar.gz --prefix=$(DIST)/ -o $(DIST).tar.gz $(DIST_REF)
+	@rm -f $(DIST)-1.src.rock
+	zip -q -j $(DIST)-1.src.rock $(DIST)-1.rockspec $(DIST).tar.gz
+	@echo "$(DIST).tar.gz ($(DIST_REF)) and $(DIST)-1.src.rock"
 
 # benchmarks against curl, wrk and the openai npm SDK (not part of make test); CASES picks some
 .PHONY: bench
@@ -160,4 +190,4 @@ lint:
 	luacheck lua bin/moonbatch spec examples
 
 clean:
-	rm -rf build $(ROCK_TREE)
+	rm -rf build $(ROCK_TREE) moonbatch-*.tar.gz moonbatch-*.src.rock

@@ -1,7 +1,9 @@
+-- The rock from a checkout (`luarocks make`). Edit this one: `make rockspec` writes the release
+-- rockspec (moonbatch-X.Y.Z-1.rockspec) from it, the version being moonbatch.core's.
 package = "moonbatch"
 version = "scm-1"
 source = {
-  url = "git+https://example.invalid/moonbatch.git",
+  url = "git+https://github.com/moonbatch/moonbatch.git",
 }
 description = {
   summary = "A fast, streaming Lua client for LLM batch-inference APIs",
@@ -11,14 +13,21 @@ OpenAI-compatible services) through libcurl: uploads stream from disk, calls reu
 keep-alive connection, replies become canonical Lua tables, and failures are retried as the
 providers ask.
 ]],
+  homepage = "https://github.com/moonbatch/moonbatch",
   license = "MIT",
 }
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson >= 2.1",
 }
+-- Only the library is looked for: luarocks finds it in the platform's lib folders (Debian's
+-- lib/x86_64-linux-gnu, Fedora's lib64, macOS's SDK) and sets CURL_INCDIR to <prefix>/include
+-- beside it. curl.h itself is left to the compiler's default include path, which knows
+-- Debian's multiarch /usr/include/x86_64-linux-gnu; a header check would look in
+-- <prefix>/include only and fail there. CURL_DIR=... (or CURL_INCDIR, CURL_LIBDIR) still
+-- points the build at another libcurl.
 external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
+  CURL = { library = "curl" },
 }
 build = {
   type = "builtin",
@@ -47,6 +56,7 @@ build = {
     ["moonbatch.provider"] = "lua/moonbatch/provider.lua",
     ["moonbatch.retry"] = "lua/moonbatch/retry.lua",
     ["moonbatch.scheduler"] = "lua/moonbatch/scheduler.lua",
+    ["moonbatch.standin"] = "lua/moonbatch/standin.lua",
     ["moonbatch.validate"] = "lua/moonbatch/validate.lua",
     ["moonbatch.providers.openai"] = "lua/moonbatch/providers/openai.lua",
     ["moonbatch.providers.siliconflow"] = "lua/moonbatch/providers/siliconflow.lua",
@@ -54,6 +64,9 @@ build = {
     ["moonbatch.providers.together"] = "lua/moonbatch/providers/together.lua",
   },
   install = {
-    bin = { moonbatch = "bin/moonbatch" },
+    bin = { moonbatch = "bin/moonbatch", ["moonbatch-standin"] = "bin/moonbatch-standin" },
   },
+  -- the stand-in's nginx configuration and Lua handlers, into the rock's own folder, where
+  -- <rock>/bin/moonbatch-standin finds them as it finds them in a checkout
+  copy_directories = { "doc", "standin" },
 }

@@ -1,28 +1,43 @@
--- spec/ngx_spec.lua: moonbatch.ngx inside nginx with Debian's Lua module, on one worker, with
--- examples/openresty/nginx.conf itself (paths and port swapped for the checkout's). While a
--- 256 MiB upload runs through moonbatch in one request, 200 /ping requests to the same worker
--- each answer within 50 ms; the same upload called directly (no thread pool) stalls them, which
--- shows the measurement can fail. Runs once (Lua 5.4 run, #slow): it needs the 5.1 build.
+-- spec/ngx_spec.lua: moonbatch.ngx inside nginx with Debian's Lua module, on one worker, set up
+-- as the README's "In OpenResty" says: its commands as written, run in a copy of the checkout
+-- with no environment but PATH and a fresh HOME (`--tree` added to the luarocks lines, the key
+-- line pointed at the stand-in), on examples/openresty/nginx.conf itself (its port swapped, one
+-- location added). While a 256 MiB upload runs through moonbatch in one request, 200 /ping
+-- requests to the same worker each answer within 50 ms; the same upload called directly (no
+-- thread pool) stalls them, which shows the measurement can fail. Runs once (Lua 5.4 run, #slow).
 local core = require("moonbatch.core")
 local standin = require("spec.standin_helper")
 local shell = require("spec.support.shell")
+local rock = require("spec.support.rock")
 local batch_file = require("spec.support.inputs").batch_file
 local cjson = require("cjson")
 
 local KEY = "sk-standin"
 local MiB = 1024 * 1024
 
--- the example's nginx.conf, made to run from `dir` on `port` with the checkout's moonbatch
-local function config(root, dir, port)
-  local conf = assert(shell.read_file(root .. "/examples/openresty/nginx.conf"))
+-- The README's commands for OpenResty: the first sh block after its heading, comments dropped.
+local function readme_commands()
+  local readme = assert(shell.read_file("README.md"))
+  local section = assert(readme:match("\n### In OpenResty[^\n]*\n(.-)\n#"), "README.md has no In OpenResty section")
+  local block = assert(section:match("```sh\n(.-)```"), "README.md's In OpenResty section has no sh block")
+  local lines = {}
+  for line in block:gmatch("[^\n]+") do
+    line = line:gsub("%s+#.*$", "")
+    if line ~= "" then lines[#lines + 1] = line end
+  end
+  return lines
+end
+
+-- examples/openresty/nginx.conf of the copy `src`, made to run on `port` as the caller
+local function config(src, port)
+  local path = src .. "/examples/openresty/nginx.conf"
+  local conf = assert(shell.read_file(path))
   local function swap(old, new)
     local at = conf:find(old, 1, true)
     assert(at, "examples/openresty/nginx.conf no longer has: " .. old)
     conf = conf:sub(1, at - 1) .. new .. conf:sub(at + #old)
   end
-  swap("/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;;",
-       root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;")
-  swap("/usr/local/lib/lua/5.1/?.so;;", root .. "/build/5.1/?.so;;")
+  assert(not conf:find("\n%s*lua_package_c?path%s"), "examples/openresty/nginx.conf sets its own module paths")
   swap("listen 127.0.0.1:8080;", ("listen 127.0.0.1:%d;"):format(port))
   -- one process, running as the caller (a root master would hand the worker to nobody)
   swap("daemon off;", "daemon off;\nmaster_process off;")
@@ -37,7 +52,7 @@ local function config(root, dir, port)
         }
 
         location = /ping {]])
-  shell.write_file(dir .. "/nginx.conf", conf)
+  shell.write_file(path, conf)
 end
 
 describe("#slow moonbatch.ngx in nginx", function()
@@ -54,19 +69,36 @@ describe("#slow moonbatch.ngx in nginx", function()
 
   setup(function()
     s = standin.start({ key = KEY })
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(shell.execute("mkdir -p " .. shell.quote(dir .. "/logs")))
+    dir = shell.tmpdir()
     big = dir .. "/big.jsonl"
     batch_file(big, 256)
-    local root = shell.trim(shell.capture("pwd"))
+    local src, tree = dir .. "/src", dir .. "/tree"
+    rock.copy_checkout(src)
+    local home = rock.fresh_home(dir, { "5.1" })
+    local build, serve = {}, {}
+    for _, line in ipairs(readme_commands()) do
+      line = line:gsub("luarocks %-%-lua%-version=5%.1 ", "luarocks --lua-version=5.1 --tree " .. shell.quote(tree) .. " ")
+      line = line:gsub("^SILICONFLOW_API_KEY=sk%-%.%.%. nginx ", ("SILICONFLOW_API_KEY=%s MOONBATCH_BASE_URL=%s exec nginx ")
+        :format(KEY, shell.quote(s.urls.siliconflow)))
+      if line:match("^luarocks .* make$") or line:match("^mkdir ") then
+        build[#build + 1] = line
+      elseif line:match("^eval ") or line:match(" exec nginx ") then
+        serve[#serve + 1] = line
+      else
+        error("README.md's In OpenResty commands: what is this line? " .. line)
+      end
+    end
+    assert.equal(2, #build, "README.md's In OpenResty commands: the luarocks make and mkdir lines")
+    assert.equal(2, #serve, "README.md's In OpenResty commands: the eval and nginx lines")
+    local ok, out = rock.run_clean(home, src, table.concat(build, " && "))
+    assert(ok, out)
     for _ = 1, 5 do
       port = math.random(20000, 60000)
-      config(root, dir, port)
+      config(src, port)
       base = ("http://127.0.0.1:%d"):format(port)
-      nginx_pid = tonumber(shell.capture(("SILICONFLOW_API_KEY=%s MOONBATCH_BASE_URL=%s nginx -p %s -c nginx.conf -e logs/error.log "
-        .. "</dev/null >%s/nginx.out 2>&1 & echo $!"):format(KEY, shell.quote(s.urls.siliconflow),
-        shell.quote(dir .. "/"), shell.quote(dir))))
+      nginx_pid = tonumber(shell.capture(("cd %s && env -i PATH=%s HOME=%s sh -c %s </dev/null >%s/nginx.out 2>&1 & echo $!")
+        :format(shell.quote(src), shell.quote(rock.PATH .. ":/usr/sbin"), shell.quote(home),
+          shell.quote(table.concat(serve, " && ")), shell.quote(dir))))
       local up = false
       for _ = 1, 100 do
         local body = core.request({ url = base .. "/ping", timeout = 1 })
@@ -77,7 +109,8 @@ describe("#slow moonbatch.ngx in nginx", function()
       os.execute("kill " .. nginx_pid .. " 2>/dev/null")
       nginx_pid = nil
     end
-    assert(nginx_pid, "nginx did not start: " .. (shell.read_file(dir .. "/logs/error.log") or ""))
+    assert(nginx_pid, "nginx did not start: " .. (shell.read_file(dir .. "/nginx.out") or "")
+      .. (shell.read_file(src .. "/run/logs/error.log") or ""))
   end)
 
   teardown(function()

@@ -1,6 +1,6 @@
 --- moonbatch.fs: the small file and shell helpers the Lua layer shares (the CLI, jobs and their
--- manifests): quoting for sh, a file's existence and size, random names, and replacing a file
--- atomically (written beside it, then renamed over it).
+-- manifests, moonbatch.standin): quoting for sh, running a command, a file's existence, size and
+-- bytes, random names, and replacing a file atomically (written beside it, then renamed over it).
 -- @module moonbatch.fs
 local fs = {}
 
@@ -69,6 +69,29 @@ function fs.write_atomic(path, temp, text)
     return nil, werr or cerr
   end
   return fs.replace(temp, path)
+end
+
+--- A command's standard output (sh, through io.popen), or nil when it cannot be started.
+function fs.capture(command)
+  local p = io.popen(command, "r")
+  if not p then return nil end
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+--- `s` without leading and trailing white space.
+function fs.trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+--- The bytes of the file at `path`, or nil when it cannot be read.
+function fs.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("*a")
+  f:close()
+  return data
 end
 
 return fs
