@@ -64,6 +64,17 @@ docs:
 	@rm -rf build/docs
 	ldoc .
 
+# the man page moonbatch(1), from the command line's help texts (moonbatch.cli.man), into
+# build/man/moonbatch.1: `man -l build/man/moonbatch.1` reads it
+.PHONY: man
+man:
+	@mkdir -p build/man
+	lua5.4 -e "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path" \
+		-e "package.cpath = 'build/5.4/?.so;' .. package.cpath" \
+		-e "io.write(require('moonbatch.cli.man').page(require('moonbatch.cli').help(), \
+			(pcall(require, 'moonbatch')) and require('moonbatch')._VERSION or nil))" > build/man/moonbatch.1.tmp
+	@mv build/man/moonbatch.1.tmp build/man/moonbatch.1
+
 # install the rock into ROCK_TREE (lua-cjson comes from Debian, hence --deps-mode=none)
 rock:
 	luarocks --lua-version=$(LUA_VERSION) --tree=$(ROCK_TREE) make --deps-mode=none \
