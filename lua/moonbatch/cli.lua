@@ -1,4 +1,4 @@
--- moonbatch.cli: the `moonbatch` command line (CONTRACT §7). main(argv) parses the words, drives
+-- moonbatch.cli: the `moonbatch` command line. main(argv) parses the words, drives
 -- the client and returns the exit status: 0 done, 1 failed (the reason on standard error),
 -- 2 a usage error, 130 interrupted. Results go to standard output (JSON with --json, short
 -- `key: value` lines otherwise); steps and progress go to standard error.
@@ -81,7 +81,7 @@ local function part_files(target)
   return found
 end
 
--------------------------------------------------------------------------------- JSON output
+-- JSON output ---------------------------------------------------------------------------------
 
 -- keys whose empty table is a list
 local LIST_KEYS = { data = true, errors = true, problems = true, failures = true }

@@ -1,4 +1,4 @@
---- moonbatch.errors: one error convention: `nil, msg, info` with a one-line msg (CONTRACT §5).
+--- moonbatch.errors: one error convention: `nil, msg, info` with a one-line msg.
 -- @module moonbatch.errors
 local cjson = require("cjson")
 

@@ -145,7 +145,7 @@ function Reporter:tick()
   if self.active and self.active.tick then self.active:tick() end
 end
 
--------------------------------------------------------------------------------- transfers
+-- transfers -----------------------------------------------------------------------------------
 
 local Transfer = {}
 Transfer.__index = Transfer
@@ -223,7 +223,7 @@ function Transfer:draw(now, ending)
   self.reporter:draw(self:line(now, ending))
 end
 
---- on_progress(done, total) for the client: redraws at most every REDRAW_EVERY seconds.
+--- `on_progress(done, total)` for the client: redraws at most every `REDRAW_EVERY` seconds.
 function Transfer:update(done, total)
   local now = self.reporter.clock()
   if total and total > 0 then
@@ -266,7 +266,7 @@ function Transfer:finish(ok)
   end
 end
 
--------------------------------------------------------------------------------- statuses
+-- statuses ------------------------------------------------------------------------------------
 
 local Status = {}
 Status.__index = Status

@@ -1,4 +1,4 @@
---- moonbatch.retry: when a failed attempt is tried again, and how long to wait first (CONTRACT §6).
+--- moonbatch.retry: when a failed attempt is tried again, and how long to wait first.
 -- @module moonbatch.retry
 local objects = require("moonbatch.objects")
 

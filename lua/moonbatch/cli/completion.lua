@@ -85,7 +85,7 @@ local function command_names(list)
   return table.concat(out, " ")
 end
 
--------------------------------------------------------------------------------- bash
+-- bash ----------------------------------------------------------------------------------------
 
 local function bash(m)
   local files, providers, other = value_flags(m)
@@ -137,7 +137,7 @@ complete -o filenames -F _moonbatch moonbatch
     command_names(m.top), command_names(m.job))
 end
 
--------------------------------------------------------------------------------- zsh
+-- zsh -----------------------------------------------------------------------------------------
 
 local function zsh_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
@@ -209,7 +209,7 @@ fi
     table.concat(described, " "), table.concat(job, " "))
 end
 
--------------------------------------------------------------------------------- fish
+-- fish ----------------------------------------------------------------------------------------
 
 local function fish_quote(s)
   return "'" .. s:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'"

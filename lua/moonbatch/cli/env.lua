@@ -1,5 +1,5 @@
 --- moonbatch.cli.env: every environment variable the command line and the library read, as
--- `moonbatch --help` (and so the man page) lists them. spec/cli_more_spec.lua checks that each
+-- `moonbatch --help` (and so the man page) lists them. `spec/cli_more_spec.lua` checks that each
 -- variable the code reads (os.getenv) is here.
 -- @module moonbatch.cli.env
 local env = {}

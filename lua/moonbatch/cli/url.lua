@@ -6,7 +6,7 @@
 -- @module moonbatch.cli.url
 local url = {}
 
---- The URL as it may be shown: a user name or password in it is replaced by `***`.
+--- The URL as it may be shown: its user name and password (if any) hidden behind stars.
 -- @tparam string s a base URL as given
 -- @treturn string
 function url.shown(s)
