@@ -64,7 +64,10 @@ local function cut_middle(s, room)
   if room < 5 then return head(s, room) end
   local keep = room - 3
   local front = math.floor(keep / 2)
-  return head(s, front) .. "..." .. tail(s, keep - front)
+  local back = tail(s, keep - front)
+  -- "name....jsonl" reads badly: the extension's dot gives its place to the name
+  if back:sub(1, 1) == "." then return head(s, front + 1) .. "..." .. back:sub(2) end
+  return head(s, front) .. "..." .. back
 end
 
 -- a label ("uploading NAME", "batch ID") in at most `room` columns: the name shortened first;
