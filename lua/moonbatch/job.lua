@@ -64,6 +64,9 @@ end
 
 --- `path` with `.tag` before its extension: tagged("out.jsonl", "errors") is "out.errors.jsonl",
 -- tagged("out", "errors") is "out.errors".
+-- @tparam string path
+-- @tparam string tag
+-- @treturn string
 function job.tagged(path, tag)
   local dir, name = path:match("^(.-)([^/]*)$")
   local stem, ext = name:match("^(.+)(%.[^.]+)$")
@@ -72,6 +75,8 @@ function job.tagged(path, tag)
 end
 
 --- Where the manifest of the job whose results go to `results` is: `<results>.manifest.json`.
+-- @tparam string results
+-- @treturn string
 function job.manifest_path(results)
   return results .. ".manifest.json"
 end
