@@ -170,6 +170,30 @@ describe("moonbatch completion", function()
     assert.is_nil(offered["--shard-lines"])
   end)
 
+  it("loads in zsh's completion system and completes in fish", function()
+    if has("zsh") then
+      local out = capture(("zsh -c %s 2>&1"):format(quote(("autoload -U compinit; compinit -u -d %s; source %s; " ..
+        "print -r -- ${_comps[moonbatch]}"):format(quote(dir .. "/zcompdump"), quote(scripts.zsh)))))
+      assert.equal("_moonbatch\n", out)
+    end
+    if has("fish") then
+      local function fish_offers(line)
+        local offered = {}
+        local out = capture(("fish -c %s 2>&1"):format(quote(("source %s; complete -C %s")
+          :format(quote(scripts.fish), quote(line)))))
+        for w in out:gmatch("([^\t\n]+)[^\n]*\n") do offered[w] = true end
+        return offered
+      end
+      local offered = fish_offers("moonbatch --provider ")
+      for _, p in ipairs(require("moonbatch.client").providers) do assert.is_true(offered[p], p) end
+      offered = fish_offers("moonbatch job ")
+      assert.is_true(offered["retry-failed"] and offered.run and offered.status and offered.cancel)
+      assert.is_true(fish_offers("moonbatch job run x --sh")["--shard-lines"])
+      assert.is_nil(fish_offers("moonbatch run x --sh")["--shard-lines"])
+      assert.is_true(fish_offers("moonbatch run x --no")["--no-validate"])
+    end
+  end)
+
   it("names the library's providers in the zsh and fish scripts", function()
     for _, sh in ipairs({ "zsh", "fish" }) do
       local text = read_file(scripts[sh])

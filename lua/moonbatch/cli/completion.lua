@@ -52,6 +52,8 @@ local function model(help)
     end
   end
   m.providers = require("moonbatch.client").providers
+  -- the help wraps the providers' names over two lines: name them all here
+  m.describe.provider = "the provider: " .. table.concat(m.providers, ", ")
   return m
 end
 
@@ -258,8 +260,10 @@ local function fish(m)
   for _, name in ipairs(m.before) do option(name, name == "version" and "__fish_use_subcommand" or nil) end
   for _, c in ipairs(m.commands) do
     local first, second = c.name:match("^(%S+) (%S+)$")
+    -- `run` is both a command and a job command: each keeps its own options
     local condition = first and ("__fish_seen_subcommand_from %s; and __fish_seen_subcommand_from %s")
-      :format(first, second) or ("__fish_seen_subcommand_from " .. c.name)
+      :format(first, second) or ("__fish_seen_subcommand_from %s; and not __fish_seen_subcommand_from job")
+      :format(c.name)
     for _, name in ipairs(c.flags) do
       local common = false
       for _, n in ipairs(m.before) do if n == name then common = true end end
