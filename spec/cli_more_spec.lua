@@ -177,10 +177,10 @@ describe("moonbatch completion", function()
       assert.equal("_moonbatch\n", out)
     end
     if has("fish") then
-      local function fish_offers(line)
+      local function fish_offers(typed)
         local offered = {}
         local out = capture(("fish -c %s 2>&1"):format(quote(("source %s; complete -C %s")
-          :format(quote(scripts.fish), quote(line)))))
+          :format(quote(scripts.fish), quote(typed)))))
         for w in out:gmatch("([^\t\n]+)[^\n]*\n") do offered[w] = true end
         return offered
       end
