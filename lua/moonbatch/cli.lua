@@ -826,11 +826,14 @@ function Context:client(settings)
     key = read_key_file(self.opts["key-file"], function(text) self:warn(text) end)
   end
   local core, reporter = self.core, self.reporter
+  -- the URL the library will use, and where it came from, for a usage error that names it
   local base_url, source = settings.base_url or self.opts["base-url"], "--base-url"
-  if not base_url and os.getenv("MOONBATCH_BASE_URL") ~= "" then
-    base_url, source = os.getenv("MOONBATCH_BASE_URL"), "MOONBATCH_BASE_URL"
+  local from_env = os.getenv("MOONBATCH_BASE_URL")
+  if settings.base_url then
+    source = "base URL" -- the job's own, from its manifest
+  elseif not base_url and from_env and from_env ~= "" then
+    base_url, source = from_env, "MOONBATCH_BASE_URL"
   end
-  if settings.base_url then source = "base URL" end
   self:check_base_url(base_url, source)
   local made, client = pcall(moonbatch.new, {
     provider = self.provider, base_url = base_url, api_key = key,
