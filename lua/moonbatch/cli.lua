@@ -1,7 +1,8 @@
--- moonbatch.cli: the `moonbatch` command line. main(argv) parses the words, drives
+--- moonbatch.cli: the `moonbatch` command line. main(argv) parses the words, drives
 -- the client and returns the exit status: 0 done, 1 failed (the reason on standard error),
 -- 2 a usage error, 130 interrupted. Results go to standard output (JSON with --json, short
 -- `key: value` lines otherwise); steps and progress go to standard error.
+-- @module moonbatch.cli
 local fs = require("moonbatch.fs")
 local progress = require("moonbatch.progress")
 

@@ -84,4 +84,11 @@ function moonbatch.validate(path, opts)
   return require("moonbatch.validate")(path, opts)
 end
 
+--- The version, "X.Y.Z"; `moonbatch._VERSION` is "moonbatch X.Y.Z" (what `moonbatch --version`
+-- prints; LDoc lists no name that starts with an underscore).
+-- @field version
+
+--- The providers `moonbatch.new` knows: "siliconflow", "siliconflow-global", "together", "openai".
+-- @field providers
+
 return moonbatch

@@ -1,6 +1,8 @@
--- moonbatch.progress: what the command line draws on standard error while it works. On a
--- terminal, one line redrawn in place (a transfer bar, a batch status); elsewhere, plain lines
--- that are written once and never rewritten, so logs and pipes see no carriage returns.
+--- moonbatch.progress: what the command line draws on standard error while it works.
+-- On a terminal, one line redrawn in place (a transfer bar, a batch status) that fits the
+-- terminal's width, down to 40 columns and less; elsewhere, plain lines that are written once
+-- and never rewritten, so logs and pipes see no carriage returns.
+-- @module moonbatch.progress
 local progress = {}
 
 local CLEAR_LINE = "\r\27[K"
