@@ -75,6 +75,15 @@ describe("moonbatch --base-url", function()
     assert.matches("bad MOONBATCH_BASE_URL: 'nope' is not a URL", err)
   end)
 
+  it("takes every well-formed base URL (then the connection decides)", function()
+    for _, url in ipairs({ "http://[::1]:1/v1", "HTTPS://127.0.0.1:1/v1", "http://localhost:1/v1/",
+                           "http://127.0.0.1:1" }) do
+      local code, _, err = moonbatch({ "--base-url", url, "files" }, { MOONBATCH_API_KEY = KEY })
+      assert.equal(1, code, url .. ": " .. err)
+      assert.matches("siliconflow GET /files: ", err)
+    end
+  end)
+
   it("takes plain HTTP to another host with --allow-http (then the connection decides)", function()
     local code, _, err = moonbatch({ "--allow-http", "--base-url", "http://0.0.0.0:1/v1", "files" },
       { MOONBATCH_API_KEY = KEY })
