@@ -62,12 +62,28 @@ demo: deps
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
 	@scripts/demo
 
-# the HTML API reference of the Lua layer, from its doc comments, into build/docs/ (see config.ld)
+# the HTML API reference (every module under lua/moonbatch, and moonbatch.core from
+# csrc/core.luadoc), from the doc comments, into build/docs/ (see config.ld). LDoc runs under
+# lua5.1, where Debian's lua-markdown is; any warning fails the target.
 .PHONY: docs
 docs:
-	@scripts/install-deps lua-ldoc
-	@rm -rf build/docs
-	ldoc .
+	@scripts/install-deps lua-ldoc lua-markdown
+	@rm -rf build/docs && mkdir -p build
+	@lua5.1 $$(command -v ldoc) . >build/ldoc.log 2>&1 || { cat build/ldoc.log; exit 1; }
+	@if grep -v -e '^reading configuration from config.ld$$' -e '^output written to ' build/ldoc.log; then \
+		echo "make docs: LDoc warned (above)" >&2; exit 1; fi
+	@echo "make docs: build/docs/index.html"
+
+# the man page moonbatch(1), from the command line's help texts (moonbatch.cli.man), into
+# build/man/moonbatch.1: `man -l build/man/moonbatch.1` reads it
+.PHONY: man
+man:
+	@mkdir -p build/man
+	lua5.4 -e "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path" \
+		-e "package.cpath = 'build/5.4/?.so;' .. package.cpath" \
+		-e "io.write(require('moonbatch.cli.man').page(require('moonbatch.cli').help(), \
+			(pcall(require, 'moonbatch')) and require('moonbatch')._VERSION or nil))" > build/man/moonbatch.1.tmp
+	@mv build/man/moonbatch.1.tmp build/man/moonbatch.1
 
 # install the rock into ROCK_TREE (lua-cjson comes from Debian, hence --deps-mode=none)
 rock:

@@ -1,4 +1,5 @@
--- moonbatch.args: misuse raises before any byte is sent, naming the argument (CONTRACT §5).
+--- moonbatch.args: misuse raises before any byte is sent, naming the argument.
+-- @module moonbatch.args
 local args = {}
 
 --- Check the options table `opts` of `who` against `spec` ({name = "string" | "number" |

@@ -1,7 +1,8 @@
--- moonbatch.cli: the `moonbatch` command line (CONTRACT §7). main(argv) parses the words, drives
+--- moonbatch.cli: the `moonbatch` command line. main(argv) parses the words, drives
 -- the client and returns the exit status: 0 done, 1 failed (the reason on standard error),
 -- 2 a usage error, 130 interrupted. Results go to standard output (JSON with --json, short
 -- `key: value` lines otherwise); steps and progress go to standard error.
+-- @module moonbatch.cli
 local fs = require("moonbatch.fs")
 local progress = require("moonbatch.progress")
 
@@ -81,7 +82,7 @@ local function part_files(target)
   return found
 end
 
--------------------------------------------------------------------------------- JSON output
+-- JSON output ---------------------------------------------------------------------------------
 
 -- keys whose empty table is a list
 local LIST_KEYS = { data = true, errors = true, problems = true, failures = true }
@@ -231,12 +232,13 @@ end
 
 -- commands ------------------------------------------------------------------------------------
 
-local COMMON = { "provider", "base-url", "key-file", "json", "quiet", "help" }
+local COMMON = { "provider", "base-url", "allow-http", "key-file", "json", "quiet", "help" }
 
 -- every flag: value names the argument it takes (none for a switch)
 local FLAGS = {
   provider = { value = "NAME" },
   ["base-url"] = { value = "URL" },
+  ["allow-http"] = {},
   ["key-file"] = { value = "PATH" },
   json = {},
   quiet = { short = "q" },
@@ -269,6 +271,7 @@ common options:
   --provider NAME   siliconflow (default, or $MOONBATCH_PROVIDER), siliconflow-global,
                     together, openai
   --base-url URL    the API's base URL (default: $MOONBATCH_BASE_URL, then the provider's)
+  --allow-http      allow a plain http:// base URL on another host (the key travels in clear)
   --key-file PATH   read the API key from the first line of PATH (keep it chmod 600)
   --json            print the result as JSON on standard output, and nothing else there
   -q, --quiet       no steps or progress on standard error
@@ -289,7 +292,7 @@ local BATCH_OPTIONS_HELP = [[
 
 local commands = {}
 local order = { "run", "job", "validate", "upload", "files", "batches", "create", "status", "wait",
-                "cancel", "download", "delete" }
+                "cancel", "download", "delete", "completion" }
 
 commands.validate = {
   args = { "FILE" },
@@ -397,7 +400,8 @@ commands.download = {
   flags = {},
   help = [[
 Downloads FILE_ID (a batch's output_file_id or error_file_id) to PATH. The bytes go to a
-temporary file beside PATH, renamed into place only once complete.
+temporary file beside PATH, renamed into place only once complete. With PATH `-` the file's
+bytes go to standard output, once complete, and nothing else does.
 ]],
 }
 
@@ -406,6 +410,18 @@ commands.delete = {
   summary = "delete an uploaded file",
   flags = {},
   help = "Deletes the file FILE_ID.\n",
+}
+
+commands.completion = {
+  args = { "SHELL" },
+  summary = "print a completion script for bash, zsh or fish",
+  flags = {},
+  help = [[
+Prints a script that completes moonbatch's commands, options and providers in SHELL (bash, zsh
+or fish). To use it now: source <(moonbatch completion bash); to keep it, save it where the
+shell loads completions (e.g. ~/.local/share/bash-completion/completions/moonbatch,
+a directory of zsh's $fpath as _moonbatch, ~/.config/fish/completions/moonbatch.fish).
+]],
 }
 
 commands.run = {
@@ -560,12 +576,7 @@ local function tool_help()
   lines[#lines + 1] = COMMON_HELP .. "  --version         print the version"
   lines[#lines + 1] = ""
   lines[#lines + 1] = KEY_HELP
-  lines[#lines + 1] = [[
-environment:
-  MOONBATCH_PROVIDER   the provider when --provider is not given
-  MOONBATCH_BASE_URL   the base URL when --base-url is not given
-  MOONBATCH_PROGRESS   always: bars and redrawn lines even off a terminal; never: plain lines
-]]
+  lines[#lines + 1] = require("moonbatch.cli.env").help()
   lines[#lines + 1] = "Run `moonbatch COMMAND --help` for a command's options. Exit status: 0 done,"
   lines[#lines + 1] = "1 failed (the reason on standard error), 2 usage error, 130 interrupted."
   return table.concat(lines, "\n") .. "\n"
@@ -739,11 +750,18 @@ local function new_context(parsed)
     command = parsed.command, args = parsed.args, opts = opts, json = opts.json or false,
     provider = provider_name(opts), secrets = {}, temp_targets = {},
   }, Context)
+  ctx:check_base_url(opts["base-url"], "--base-url")
   ctx.reporter = progress.new({
     stream = io.stderr, tty = tty, width = tty and terminal_width() or 80, quiet = opts.quiet,
     clock = function() return ctx.core and ctx.core.now() or os.clock() end,
   })
   return ctx
+end
+
+--- A usage error when `url` (given by `source`, a flag or a variable) cannot be a base URL.
+function Context.check_base_url(_, url, source)
+  local problem = url and require("moonbatch.cli.url").problem(url)
+  if problem then usage_error(("bad %s: %s"):format(source, problem)) end
 end
 
 --- A step's line on standard error (nothing with --quiet).
@@ -809,8 +827,18 @@ function Context:client(settings)
     key = read_key_file(self.opts["key-file"], function(text) self:warn(text) end)
   end
   local core, reporter = self.core, self.reporter
-  local client = moonbatch.new({
-    provider = self.provider, base_url = settings.base_url or self.opts["base-url"], api_key = key,
+  -- the URL the library will use, and where it came from, for a usage error that names it
+  local base_url, source = settings.base_url or self.opts["base-url"], "--base-url"
+  local from_env = os.getenv("MOONBATCH_BASE_URL")
+  if settings.base_url then
+    source = "base URL" -- the job's own, from its manifest
+  elseif not base_url and from_env and from_env ~= "" then
+    base_url, source = from_env, "MOONBATCH_BASE_URL"
+  end
+  self:check_base_url(base_url, source)
+  local made, client = pcall(moonbatch.new, {
+    provider = self.provider, base_url = base_url, api_key = key,
+    allow_http = self.opts["allow-http"] or nil,
     -- the waits between polls and retries sleep in slices, so the status line's clock moves
     sleep = not settings.tasks and function(seconds)
       local ends = core.now() + seconds
@@ -822,6 +850,13 @@ function Context:client(settings)
       end
     end or nil,
   })
+  if not made and not tostring(client):find("bad base_url: ", 1, true) then error(client, 0) end
+  if not made then
+    -- what the library refuses in the URL (plain HTTP to another host) is the user's to fix
+    local text = tostring(client):gsub("^[^:\n]+:%d+: ", ""):gsub("^moonbatch%.new: bad base_url: ", "")
+      :gsub("allow_http = true", "--allow-http")
+    usage_error(("bad %s: %s"):format(source, text))
+  end
   if not client.api_key then
     if settings.optional then return nil end
     fail(("moonbatch: no API key: set %s or MOONBATCH_API_KEY, or use --key-file PATH")
@@ -950,19 +985,20 @@ function Context:upload_step(file)
 end
 
 --- Download `id` to `path` with a bar; the {path, bytes} result. Removes what a cut leaves.
-function Context:download_step(id, path, what)
+-- `shown` names the target in messages (default: path)
+function Context:download_step(id, path, what, shown)
   local client = self:client()
   local before = part_files(path)
   self.temp_targets[#self.temp_targets + 1] = { path = path, before = before }
-  self.reporter:plain(("downloading %s to %s"):format(what or id, path))
-  local bar = self.reporter:transfer("downloading " .. basename(path), nil)
+  self.reporter:plain(("downloading %s to %s"):format(what or id, shown or path))
+  local bar = self.reporter:transfer("downloading " .. (shown and id or basename(path)), nil)
   self.downloading = { id = id, path = path }
   local result, msg, info = client.files.download(id, path, { on_progress = bar:callback() })
   bar:finish(result ~= nil)
   table.remove(self.temp_targets)
   result = self:check(result, msg, info)
   self.downloading = nil
-  self:say(("wrote %s (%s)"):format(path, progress.bytes(result.bytes or 0)))
+  self:say(("wrote %s (%s)"):format(shown or path, progress.bytes(result.bytes or 0)))
   return result
 end
 
@@ -1166,6 +1202,7 @@ commands.cancel.run = batch_command("cancel")
 
 function commands.download.run(ctx)
   local id, path = ctx.args[1], ctx.args[2]
+  if path == "-" then return require("moonbatch.cli.stdout").download(ctx, id) end
   local result = ctx:download_step(id, path)
   if ctx.json then
     ctx:print_json({ id = id, path = result.path, bytes = result.bytes })
@@ -1443,6 +1480,7 @@ end
 
 -- remove what an interrupted download left beside its target
 local function clean_up(ctx)
+  if ctx.stdout_temp then os.remove(ctx.stdout_temp) end
   for _, t in ipairs(ctx.temp_targets or {}) do
     for path in pairs(part_files(t.path)) do
       if not t.before[path] then os.remove(path) end
@@ -1465,8 +1503,10 @@ local function dispatch(argv, state)
     return EXIT_OK
   end
   if parsed.opts.version then
-    local ok, core = pcall(require, "moonbatch.core")
-    io.stdout:write("moonbatch " .. (ok and core.version or "(moonbatch.core not found)") .. "\n")
+    local ok, moonbatch = pcall(require, "moonbatch")
+    if not ok then fail("moonbatch: cannot load the library: " .. tostring(moonbatch)) end
+    local version = tostring(moonbatch._VERSION)
+    io.stdout:write((version:find("^moonbatch ") and version or "moonbatch " .. version) .. "\n")
     return EXIT_OK
   end
   if not parsed.command then
@@ -1477,6 +1517,23 @@ local function dispatch(argv, state)
   local ctx = new_context(parsed)
   state.ctx = ctx
   return commands[parsed.command].run(ctx)
+end
+
+function commands.completion.run(ctx)
+  local script = require("moonbatch.cli.completion").script(ctx.args[1], cli.help())
+  if not script then
+    usage_error(("no completion for '%s' (bash, zsh or fish)"):format(ctx.args[1]), "completion")
+  end
+  io.stdout:write(script)
+  return EXIT_OK
+end
+
+--- The help records, one source for `--help`, the man page (moonbatch.cli.man) and the
+-- completion scripts: commands (by name: args, summary, flags, help), their order, every flag
+-- (value, short), the common flags, and the tool's and each command's help text.
+function cli.help()
+  return { commands = commands, order = order, flags = FLAGS, common = COMMON,
+           tool_help = tool_help, command_help = command_help, command_usage = command_usage }
 end
 
 --- Run the command line `argv` (a list of words, as Lua's `arg`); returns the exit status.

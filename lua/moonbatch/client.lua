@@ -1,5 +1,12 @@
 --- moonbatch.client: one client for every provider: options, the retry loop, and the operations.
--- Each operation is one exchange through moonbatch.core, repeated by `call` under CONTRACT §6.
+-- Each operation is one exchange through moonbatch.core, repeated by `call` as the README's
+-- "Retries" section says. `moonbatch.new(opts)` makes a client; its operations are the functions
+-- below, called as `client.files.upload{...}`, `client.batches.wait(id)`, `client.close()`.
+--
+-- Every operation returns its value, or `nil, msg, info` when it cannot succeed (`msg` one line,
+-- `info.kind` one of "io", "network", "timeout", "api", "http", "decode", "validation"; see
+-- moonbatch.errors); misuse (a wrong type, a missing or unknown option) raises, naming the
+-- argument, before any byte is sent. Objects are the canonical shapes of moonbatch.objects.
 -- @module moonbatch.client
 local core = require("moonbatch.core")
 local args = require("moonbatch.args")
@@ -25,6 +32,9 @@ local option_types = {
 }
 
 --- The provider table of `name`; raises (at the caller's caller) for an unknown one.
+-- @tparam string name one of `client.providers`
+-- @tparam string who the function to name in the error, e.g. "moonbatch.new"
+-- @treturn table the provider (moonbatch.providers.NAME)
 function client.provider(name, who)
   if not known_provider[name] then
     error(("%s: unknown provider '%s' (known: %s)")
@@ -46,7 +56,10 @@ local function copy(t)
 end
 
 --- Plain HTTP only to this machine, unless allowed: the key and the data would cross the network
--- in clear. Returns nil or the reason a URL is refused.
+-- in clear.
+-- @tparam string url a base URL or a result URL
+-- @tparam ?boolean allow_http true to accept plain HTTP to any host
+-- @treturn ?string nil, or the reason `url` is refused
 function client.insecure(url, allow_http)
   local scheme, host = url:match("^(%a[%w+.-]*)://%[([^%]]*)%]")
   if not scheme then scheme, host = url:match("^(%a[%w+.-]*)://([^/:?#]*)") end
@@ -138,8 +151,12 @@ local function context(self, op)
            url = self.base_url .. op.path, secret = self.api_key }
 end
 
---- Run `op` ({method, path, run(timeout, headers), parse(body, res)}) with retries.
+--- Run `op` with retries (the loop every operation goes through).
 -- `headers` given to op.run is the call's, the same table on every attempt: never modified.
+-- @tparam table self a client
+-- @tparam table op `{method, path, run = function(timeout, headers), parse = function(body, res),
+-- idempotency_key, needs_key, expects_json}`
+-- @return the value `op.parse` made, or `nil, msg, info`
 function client.call(self, op)
   local p = self.provider
   op.provider = p
@@ -245,6 +262,28 @@ local upload_spec = { file = "string", purpose = "string", filename = "string",
                       on_progress = "function", validate = "boolean", endpoint = "string",
                       replace_model = "string" }
 
+--- Files.
+-- The provider's files: batch inputs and the results batches write.
+-- @section files
+
+--- Upload a batch input file, streamed from disk and checked as it is sent (in the same pass).
+-- A line that fails the check stops the upload before its last byte, so the server never gets
+-- the file; the result is then as `moonbatch.validate`'s, every problem in `info.problems`.
+-- @function files.upload
+-- @tparam table opts
+-- @tparam string opts.file the path of the file (required)
+-- @tparam[opt] string opts.purpose the file's purpose (default: the provider's batch purpose,
+-- "batch", or "batch-api" on Together)
+-- @tparam[opt] string opts.filename the name the provider gets (default: the file's own)
+-- @tparam[opt] function opts.on_progress `function(done_bytes, total_bytes)` during the upload
+-- (default: the client's)
+-- @tparam[opt=true] boolean opts.validate false to send the file unchecked
+-- @tparam[opt] string opts.endpoint the endpoint the lines are checked for (default
+-- "/v1/chat/completions")
+-- @tparam[opt] string opts.replace_model check the lines as if a batch will replace their model
+-- @treturn table File (moonbatch.objects), or `nil, msg, info`: `kind = "io"` when the file
+-- cannot be read, `"validation"` when it fails the check (nothing sent)
+-- @raise on misuse: `opts` not a table, no `file`, an unknown option or one of the wrong type
 local function files_upload(self, opts)
   args.check("files.upload", opts, upload_spec, { "file" })
   local p = self.provider
@@ -296,6 +335,16 @@ end
 
 local list_spec = { purpose = "string", limit = "integer", after = "string" }
 
+--- One page of files.
+-- @function files.list
+-- @tparam[opt] table opts
+-- @tparam[opt] string opts.purpose only files of this purpose (default: the provider's batch purpose)
+-- @tparam[opt=10] integer opts.limit files per page (>= 1)
+-- @tparam[opt] string opts.after the id after which the page starts (a previous page's
+-- `last_id`); raises on a provider whose file list has no cursor (SiliconFlow)
+-- @treturn table Page of File (`{object = "list", data = {...}, has_more, first_id, last_id}`),
+-- or `nil, msg, info`
+-- @raise on misuse (an unknown option, a limit < 1, `after` where it is not supported)
 local function files_list(self, opts)
   local p = self.provider
   local wanted, query
@@ -351,6 +400,14 @@ end
 
 local each_spec = { purpose = "string", limit = "integer" }
 
+--- Every file, page after page.
+-- @function files.each
+-- @tparam[opt] table opts
+-- @tparam[opt] string opts.purpose only files of this purpose
+-- @tparam[opt] integer opts.limit files per page fetched
+-- @treturn function an iterator over every File: `for f in client.files.each() do ... end`;
+-- it raises the error message when a page cannot be fetched, or when a page says more follow
+-- but brings none
 local function files_each(self, opts)
   args.check("files.each", opts, each_spec)
   opts = opts or {}
@@ -360,12 +417,20 @@ local function files_each(self, opts)
   end, "files", p.files_path)
 end
 
+--- One file.
+-- @function files.get
+-- @tparam string id the file's id
+-- @treturn table File, or `nil, msg, info`
 local function files_get(self, id)
   local p = self.provider
   local path = p.files_path .. "/" .. escape_id("files.get", id)
   return client.call(self, { method = "GET", path = path, run = exchange(self, "GET", path), parse = p.file })
 end
 
+--- Delete a file.
+-- @function files.delete
+-- @tparam string id the file's id
+-- @treturn table `{id = id, deleted = true}`, or `nil, msg, info`
 local function files_delete(self, id)
   local p = self.provider
   local path = p.files_path .. "/" .. escape_id("files.delete", id)
@@ -387,6 +452,18 @@ local function temporary_beside(path)
   return ("%s.moonbatch-%s.part"):format(path, random_hex(6))
 end
 
+--- Download a file (a batch's output or error file) to `path`.
+-- The bytes go to a temporary file beside `path`, renamed into place only once the transfer is
+-- complete and its length matches the announced one: a failed download leaves nothing at
+-- `path` and no temporary file. An id that is a URL (SiliconFlow's result URLs) is fetched
+-- without the API key (and plain HTTP only as `allow_http` lets it). A 404 in the first minute
+-- after completion (SiliconFlow) is waited out.
+-- @function files.download
+-- @tparam string id the file's id, or a result URL
+-- @tparam string path where the file goes
+-- @tparam[opt] table opts
+-- @tparam[opt] function opts.on_progress `function(done_bytes, total_bytes)` (default: the client's)
+-- @treturn table `{path = path, bytes = n}`, or `nil, msg, info`
 local function files_download(self, id, path, opts)
   args.string("files.download", 1, "id", id)
   args.string("files.download", 2, "path", path)
@@ -445,9 +522,14 @@ end
 
 local many_spec = { concurrency = "integer", validate = "boolean" }
 
--- upload every file of `list` ({ {file = ...}, ... }, each as files.upload takes), at most
--- `concurrency` at once on one connection pool; results in order: {file = File} or
--- {error = msg, info = info}
+--- Upload many files at once, on one connection pool (see moonbatch.concurrently).
+-- @function files.upload_many
+-- @tparam table list `{ {file = ...}, ... }`, each entry the options of `files.upload`
+-- @tparam[opt] table opts
+-- @tparam[opt=8] integer opts.concurrency uploads at once
+-- @tparam[opt] boolean opts.validate the default of each entry's `validate`
+-- @treturn table one result per entry, in order: `{file = File}` or `{error = msg, info = info}`
+-- @raise on misuse of `list`, of any entry or of `opts`, before anything is sent
 local function files_upload_many(self, list, opts)
   if type(list) ~= "table" then
     error(("files.upload_many: bad argument #1 (table expected, got %s)"):format(type(list)), 3)
@@ -471,12 +553,29 @@ local function files_upload_many(self, list, opts)
   return out
 end
 
--- batches ------------------------------------------------------------------------------------
+--- Batches.
+-- Batches made from uploaded files, and waiting for them.
+-- @section batches
+
 
 local create_spec = { input_file_id = "string", endpoint = "string",
                       completion_window = "string", metadata = "table", replace = "table",
                       idempotency_key = "string" }
 
+--- Create a batch from an uploaded file.
+-- @function batches.create
+-- @tparam table opts
+-- @tparam string opts.input_file_id the uploaded file's id (required)
+-- @tparam[opt="/v1/chat/completions"] string opts.endpoint the endpoint of every request
+-- @tparam[opt="24h"] string opts.completion_window how long the provider may take
+-- (SiliconFlow: "24h" to "336h")
+-- @tparam[opt] table opts.metadata string keys and values kept with the batch (raises on Together)
+-- @tparam[opt] table opts.replace `{model = "..."}`: every line's model replaced (SiliconFlow,
+-- Together; raises on OpenAI)
+-- @tparam[opt] string opts.idempotency_key the request's Idempotency-Key (default: a new one per
+-- call, the same on each retry): a caller that may repeat the call after a crash passes its own
+-- @treturn table Batch, or `nil, msg, info`
+-- @raise on misuse
 local function batches_create(self, opts)
   args.check("batches.create", opts, create_spec, { "input_file_id" })
   local p = self.provider
@@ -497,12 +596,20 @@ local function batches_create(self, opts)
   })
 end
 
+--- One batch.
+-- @function batches.get
+-- @tparam string id the batch's id
+-- @treturn table Batch, or `nil, msg, info`
 local function batches_get(self, id)
   local p = self.provider
   local path = p.batches_path .. "/" .. escape_id("batches.get", id)
   return client.call(self, { method = "GET", path = path, run = exchange(self, "GET", path), parse = p.batch })
 end
 
+--- Ask the provider to cancel a batch.
+-- @function batches.cancel
+-- @tparam string id the batch's id
+-- @treturn table Batch (usually "cancelling"), or `nil, msg, info`
 local function batches_cancel(self, id)
   local p = self.provider
   local path = p.batches_path .. "/" .. escape_id("batches.cancel", id) .. "/cancel"
@@ -511,6 +618,14 @@ end
 
 local batches_list_spec = { limit = "integer", after = "string" }
 
+--- One page of batches.
+-- @function batches.list
+-- @tparam[opt] table opts
+-- @tparam[opt] integer opts.limit batches per page (where the provider pages them)
+-- @tparam[opt] string opts.after the id after which the page starts; raises where the provider
+-- has no cursor
+-- @treturn table Page of Batch, or `nil, msg, info`
+-- @raise on misuse
 local function batches_list(self, opts)
   args.check("batches.list", opts, batches_list_spec)
   opts = opts or {}
@@ -525,6 +640,12 @@ local function batches_list(self, opts)
   })
 end
 
+--- Every batch, page after page.
+-- @function batches.each
+-- @tparam[opt] table opts
+-- @tparam[opt] integer opts.limit batches per page fetched
+-- @treturn function an iterator over every Batch; it raises the error message when a page
+-- cannot be fetched
 local function batches_each(self, opts)
   args.check("batches.each", opts, { limit = "integer" })
   opts = opts or {}
@@ -543,6 +664,18 @@ local function progress_key(b)
                         b.progress or "" }, "/")
 end
 
+--- Wait until a batch is in a final state (completed, failed, expired or cancelled).
+-- Polls at growing intervals (x1.5, capped at `max_interval`); inside moonbatch.concurrently
+-- the waits let other tasks run.
+-- @function batches.wait
+-- @tparam string id the batch's id
+-- @tparam[opt] table opts
+-- @tparam[opt=2] number opts.interval seconds before the first poll again
+-- @tparam[opt=30] number opts.max_interval the longest wait between polls
+-- @tparam[opt] number opts.timeout give up after this many seconds (also the client's `deadline`)
+-- @tparam[opt] function opts.on_update `function(batch)`, called when the status or the counts change
+-- @treturn table Batch in a final state, or `nil, msg, info` (`kind = "timeout"` when the time
+-- ran out, the batch still running)
 local function batches_wait(self, id, opts)
   args.string("batches.wait", 1, "id", id)
   args.check("batches.wait", opts, wait_spec)
@@ -576,13 +709,17 @@ local function batches_wait(self, id, opts)
   end
 end
 
--- client ------------------------------------------------------------------------------------
+--- Client.
+-- @section client
+
 
 local function env(name)
   return nonempty(os.getenv(name))
 end
 
---- moonbatch.new(opts): see CONTRACT §2.
+--- The function behind `moonbatch.new`, which documents its options.
+-- @tparam[opt] table opts as `moonbatch.new` takes them
+-- @treturn table a client: `files`, `batches`, `close`, and its settings (`provider`, `base_url`)
 function client.new(opts)
   args.check("moonbatch.new", opts, option_types)
   opts = opts or {}
@@ -636,7 +773,7 @@ function client.new(opts)
     cancel = function(id) return batches_cancel(self, id) end,
     wait = function(id, o) return batches_wait(self, id, o) end,
   }
-  --- Close the client's connection now rather than at garbage collection.
+  -- client.close(): documented below, with the operations
   function self.close()
     self.session:close()
   end
@@ -644,5 +781,9 @@ function client.new(opts)
     __tostring = function() return ("moonbatch client (%s, %s)"):format(name, self.base_url) end,
   })
 end
+
+--- Close the client's connection now rather than at garbage collection. A call made on the
+-- client after it raises ("the session is closed").
+-- @function close
 
 return client

@@ -1,4 +1,4 @@
---- moonbatch.errors: one error convention: `nil, msg, info` with a one-line msg (CONTRACT §5).
+--- moonbatch.errors: one error convention: `nil, msg, info` with a one-line msg.
 -- @module moonbatch.errors
 local cjson = require("cjson")
 
@@ -7,6 +7,9 @@ local errors = {}
 local BODY_START = 512 -- bytes of the raw body kept in info.body
 
 --- Remove every occurrence of `secret` from a string (the API key must never leak).
+-- @param s a string (anything else is returned as it is)
+-- @tparam ?string secret
+-- @return `s` with `[redacted]` for each occurrence
 function errors.redact(s, secret)
   if type(s) ~= "string" or not secret or secret == "" then return s end
   local i = 1
@@ -43,6 +46,9 @@ end
 -- a JSON string ("Invalid token"), an HTML page from a proxy, plain text, or nothing.
 -- Returns a table {message, code, type, param, recognized}; `recognized` is true when the body
 -- is one of the provider error shapes (JSON), false for HTML, plain text or an empty body.
+-- @param body the reply's body, decoded or raw
+-- @tparam table res the reply (`status`, `headers`, `json`)
+-- @treturn table `{message, code, type, param, recognized}`
 function errors.parse_body(body, res)
   local json = res and res.json
   if type(body) == "table" then
@@ -87,6 +93,11 @@ local request_id_headers = { "x-request-id", "request-id", "x-siliconcloud-trace
 --- Build `msg, info` for a failed call.
 -- ctx: {provider, method, path, url, secret}; fields: kind, status, message, code, type, param,
 -- retryable, retry_after, attempts, body, headers.
+-- @tparam table ctx
+-- @tparam table fields
+-- @treturn string msg, one line: "moonbatch: PROVIDER METHOD PATH: what happened"
+-- @treturn table info: `kind`, `status`, `code`, `type`, `param`, `message`, `request_id`,
+-- `retryable`, `retry_after`, `attempts`, `body` (its first 512 bytes), `method`, `url`
 function errors.make(ctx, fields)
   local info = {
     kind = fields.kind,

@@ -64,6 +64,9 @@ end
 
 --- `path` with `.tag` before its extension: tagged("out.jsonl", "errors") is "out.errors.jsonl",
 -- tagged("out", "errors") is "out.errors".
+-- @tparam string path
+-- @tparam string tag
+-- @treturn string
 function job.tagged(path, tag)
   local dir, name = path:match("^(.-)([^/]*)$")
   local stem, ext = name:match("^(.+)(%.[^.]+)$")
@@ -72,6 +75,8 @@ function job.tagged(path, tag)
 end
 
 --- Where the manifest of the job whose results go to `results` is: `<results>.manifest.json`.
+-- @tparam string results
+-- @treturn string
 function job.manifest_path(results)
   return results .. ".manifest.json"
 end
@@ -697,15 +702,27 @@ local function run(client, o)
   return summary_of(ctx)
 end
 
---- Run a job of any size: job.run(client, { input = path, results = path, ... }).
--- Options: `errors` (default: results with .errors before its extension), `manifest` (default
--- `<results>.manifest.json`), `endpoint`, `completion_window`, `metadata`, `replace` (as
--- batches.create), `concurrency` (uploads, creates and downloads at once, default 4),
--- `max_lines` and `max_bytes` (a shard's limits, default the provider's), `interval` and
--- `max_interval` (polls), `on_event` (function(e): e.type, e.text, e.shard ...).
--- Returns the summary { requests, succeeded, failed, missing, complete, results, errors,
--- shards, batches, job_id, manifest }, or nil, msg, info. Running it again with the same
--- results path resumes the job its manifest records (the input must be the same).
+--- Run a job of any size. Running it again with the same results path resumes the job its
+-- manifest records (the input must be the same).
+-- @tparam table client a client (`moonbatch.new`)
+-- @tparam table opts
+-- @tparam string opts.input the input file (required)
+-- @tparam string opts.results where the merged results go (required)
+-- @tparam[opt] string opts.errors where failed requests go (default: `results` with .errors
+-- before its extension)
+-- @tparam[opt] string opts.manifest the job's record (default `<results>.manifest.json`)
+-- @tparam[opt] string opts.endpoint as `batches.create`'s
+-- @tparam[opt] string opts.completion_window as `batches.create`'s
+-- @tparam[opt] table opts.metadata as `batches.create`'s
+-- @tparam[opt] table opts.replace as `batches.create`'s
+-- @tparam[opt=4] integer opts.concurrency uploads, creates and downloads at once
+-- @tparam[opt] integer opts.max_lines a shard's most lines (default: the provider's limit)
+-- @tparam[opt] integer opts.max_bytes a shard's most bytes (default: the provider's limit)
+-- @tparam[opt] number opts.interval as `batches.wait`'s
+-- @tparam[opt] number opts.max_interval as `batches.wait`'s
+-- @tparam[opt] function opts.on_event `function(e)`: `e.type`, `e.text`, `e.shard`, ...
+-- @treturn table the summary `{requests, succeeded, failed, missing, complete, results, errors,
+-- shards, batches, job_id, manifest}`, or `nil, msg, info`
 function job.run(client, opts)
   args.check("job.run", opts, run_spec, { "input", "results" })
   if type(client) ~= "table" or not client.files then
@@ -762,10 +779,13 @@ local function status(client, path)
   return r
 end
 
---- The state of a job from its manifest: job.status(client_or_nil, { results = path } or
--- { manifest = path }). With a client, batches still running are asked for their status now.
--- Returns { job_id, state, requests, shards = { {index, lines, status, batch_id, batch_status,
--- counts, ...} }, statuses = { [status] = count }, summary, ... }, or nil, msg, info.
+--- The state of a job from its manifest. With a client, batches still running are asked for
+-- their status now.
+-- @tparam ?table client a client, or nil to read the manifest only
+-- @tparam table opts `{results = path}` or `{manifest = path}`
+-- @treturn table `{job_id, state, requests, shards = { {index, lines, status, batch_id,
+-- batch_status, counts, ...}, ... }, statuses = {[status] = count}, summary, ...}`, or
+-- `nil, msg, info`
 function job.status(client, opts)
   return guarded(status, client, where("job.status", opts))
 end
@@ -808,10 +828,12 @@ local function cancel(client, path)
   return r
 end
 
---- Cancel a job: job.cancel(client, { results = path } or { manifest = path }). Marks the job
--- cancelled (a run going on creates no more batches; a later run only collects what finished)
--- and cancels every batch still running. Returns the status report (`failures` lists the
--- cancels that failed), or nil, msg, info.
+--- Cancel a job: marks it cancelled (a run going on creates no more batches; a later run only
+-- collects what finished) and cancels every batch still running.
+-- @tparam table client a client
+-- @tparam table opts `{results = path}` or `{manifest = path}`
+-- @treturn table the status report (as `job.status`'s; `failures` lists the cancels that
+-- failed), or `nil, msg, info`
 function job.cancel(client, opts)
   return guarded(cancel, client, where("job.cancel", opts))
 end
@@ -881,12 +903,17 @@ local retry_spec = {
   max_interval = "number", on_event = "function",
 }
 
---- Run again the requests of a finished job that failed or got no result:
--- job.retry_failed(client, { from = old_results (or from_manifest = path), results = path }).
--- Their lines (from the old job's input, unchanged) go to `input` (default: results with .input
--- before its extension) and run as a new job with the old one's options; `errors`, `manifest`,
--- `concurrency`, `interval`, `on_event` as in job.run. Returns the new job's summary (requests =
--- 0 when there was nothing to retry), or nil, msg, info. Running it again resumes the new job.
+--- Run again the requests of a finished job that failed or got no result, as a new job with the
+-- old one's options. Running it again resumes the new job.
+-- @tparam table client a client
+-- @tparam table opts
+-- @tparam string opts.from the old job's results path (or `from_manifest`, its manifest)
+-- @tparam string opts.results where the new job's results go (required)
+-- @tparam[opt] string opts.input where the lines to retry go, copied unchanged from the old
+-- job's input (default: `results` with .input before its extension)
+-- @param[opt] opts.errors and `manifest`, `concurrency`, `interval`, `on_event`: as `job.run`'s
+-- @treturn table the new job's summary (`requests = 0` when there was nothing to retry), or
+-- `nil, msg, info`
 function job.retry_failed(client, opts)
   args.check("job.retry_failed", opts, retry_spec, { "results" })
   if not opts.from and not opts.from_manifest then

@@ -54,9 +54,16 @@ local function key_of(v)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
---- A client whose operations run on the thread pool (`opts.pool`, default `M.pool`); the other
--- options are moonbatch.new's, as data. Call it from a context that can yield
--- (content_by_lua*, access_by_lua*, rewrite_by_lua*).
+--- A client whose operations run on the thread pool. Call them from a context that can yield
+-- (`content_by_lua*`, `access_by_lua*`, `rewrite_by_lua*`). Each operation takes the
+-- arguments, and returns the results, of the plain client's (moonbatch.client): `files.upload`,
+-- `files.list`, `files.get`, `files.delete`, `files.download`, `files.upload_many`,
+-- `batches.create`, `batches.get`, `batches.list`, `batches.cancel`, `batches.wait`; an
+-- argument that is not data (a function, a userdata) raises.
+-- @tparam[opt] table opts `moonbatch.new`'s options, as data (no functions), and:
+-- @tparam[opt] string opts.pool the thread pool to run on (default `M.pool`)
+-- @treturn table a client `{files = {...}, batches = {...}, pool = name}`
+-- @raise for options that `moonbatch.new` refuses, or that are not data
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("moonbatch.ngx.new: options must be a table", 2) end

@@ -68,8 +68,10 @@ local function ensure_running()
   if not timer:is_active() then timer:start(0, 0, tick) end
 end
 
---- Run `fn` as a task of the editor's loop: moonbatch calls inside it do not block. When it
--- ends, `callback(true, ...results)` or `callback(false, err)` runs on the main loop.
+--- Run `fn` as a task of the editor's loop: moonbatch calls inside it do not block.
+-- @tparam function fn called with no arguments, inside the task
+-- @tparam[opt] function callback `callback(true, ...results)` when `fn` returns, or
+-- `callback(false, err)` when it raises; run on the main loop (`vim.schedule`)
 function M.run(fn, callback)
   ensure_running()
   loop:spawn(fn, function(ok, value)
@@ -106,10 +108,14 @@ function M.provider()
   return name
 end
 
---- A client (options as moonbatch.new; `provider` defaults to `M.provider()`) whose operations
--- take a callback as their last argument instead of blocking: `client.files.upload(opts, cb)`,
--- `client.batches.wait(id, opts, cb)`... `client.sync` is the underlying blocking client, for
--- use inside `M.run`.
+--- A client whose operations take a callback as their last argument instead of blocking:
+-- `client.files.upload(opts, cb)`, `client.batches.wait(id, opts, cb)`, ... Every operation of
+-- moonbatch.client's `files` and `batches` is there, with its arguments, and the callback gets
+-- what the blocking call returns (value, or `nil, msg, info`; an error raised as `nil, msg`).
+-- @tparam[opt] table opts `moonbatch.new`'s options; `provider` defaults to `M.provider()`
+-- @treturn table a client `{files = {...}, batches = {...}, close = function, sync = client}`;
+-- `sync` is the underlying blocking client, for use inside `M.run`
+-- @raise as `moonbatch.new`, and an operation called without a callback last
 function M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("moonbatch.nvim.new: bad argument #1 (table expected, got %s)"):format(type(opts)), 2)
@@ -133,6 +139,7 @@ function M.new(opts)
 end
 
 --- Tasks running or queued (0 when the loop is idle).
+-- @treturn integer
 function M.pending()
   return loop and loop:pending() or 0
 end

@@ -51,6 +51,8 @@ local decoded = false
 
 --- A decoded reply with cjson.null removed and integral floats made integers (lua-cjson 2.1
 -- decodes every number as a float): the value itself when it has neither, else a deep copy.
+-- @param value a decoded reply
+-- @return the cleaned value
 function objects.clean(value)
   if decoded or (type(value) == "table" and not dirty(value)) then return value end
   return copy_clean(value)
@@ -68,6 +70,8 @@ function objects.parse_decoded(parse, body, res)
 end
 
 --- Unix seconds from an integer, a numeric string or an ISO-8601 UTC string; nil otherwise.
+-- @param v
+-- @treturn ?integer
 function objects.unix_time(v)
   if type(v) == "number" then return v end
   if type(v) ~= "string" then return nil end
@@ -96,6 +100,9 @@ function objects.unix_time(v)
 end
 
 --- Canonical File from a provider's decoded file object.
+-- @tparam table raw
+-- @treturn table File: `{id, object = "file", bytes, created_at, filename, purpose,
+-- line_count, status, raw}` (`raw` the provider's own object)
 function objects.file(raw)
   if not decoded then raw = objects.clean(raw) end
   local created = raw.created_at or raw.createdAt
@@ -145,6 +152,13 @@ local function request_counts(rc)
 end
 
 --- Canonical Batch from a provider's decoded batch object, its status already canonical.
+-- @tparam table raw
+-- @tparam[opt] string status the canonical status (default `raw.status`)
+-- @treturn table Batch: `{id, object = "batch", endpoint, input_file_id, completion_window,
+-- status, output_file_id, error_file_id, request_counts = {total, completed, failed}, metadata,
+-- errors = { {code, message, line, param}, ... }, created_at, in_progress_at, expires_at,
+-- finalizing_at, completed_at, failed_at, expired_at, cancelling_at, cancelled_at, raw}`
+-- (times in Unix seconds)
 function objects.batch(raw, status)
   raw = objects.clean(raw)
   local b = {
@@ -168,6 +182,9 @@ function objects.batch(raw, status)
 end
 
 --- Canonical Page of already canonical items.
+-- @tparam table data the items
+-- @tparam boolean has_more
+-- @treturn table Page: `{object = "list", data, has_more, first_id, last_id}`
 function objects.page(data, has_more)
   return {
     object = "list",

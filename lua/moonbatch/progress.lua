@@ -1,6 +1,8 @@
--- moonbatch.progress: what the command line draws on standard error while it works. On a
--- terminal, one line redrawn in place (a transfer bar, a batch status); elsewhere, plain lines
--- that are written once and never rewritten, so logs and pipes see no carriage returns.
+--- moonbatch.progress: what the command line draws on standard error while it works.
+-- On a terminal, one line redrawn in place (a transfer bar, a batch status) that fits the
+-- terminal's width, down to 40 columns and less; elsewhere, plain lines that are written once
+-- and never rewritten, so logs and pipes see no carriage returns.
+-- @module moonbatch.progress
 local progress = {}
 
 local CLEAR_LINE = "\r\27[K"
@@ -39,12 +41,58 @@ local function percent(fraction)
   return ("%3d%%"):format(math.floor(math.max(0, math.min(1, fraction)) * 100))
 end
 
--- the label cut so that `label .. rest` fits in `width` columns
-local function fit(label, rest, width)
+local MIN_LABEL = 12 -- columns a shortened label keeps before details are dropped instead
+
+-- the first `n` bytes of `s`, or fewer, never cutting a UTF-8 character in two
+local function head(s, n)
+  if n <= 0 then return "" end
+  s = s:sub(1, n)
+  return (s:gsub("[\192-\255][\128-\191]*$", function(c)
+    local len = c:byte() >= 240 and 4 or c:byte() >= 224 and 3 or 2
+    return #c == len and c or ""
+  end))
+end
+
+-- the last bytes of `s` (at most `n`), starting at a character
+local function tail(s, n)
+  if n <= 0 then return "" end
+  return (s:sub(-n):gsub("^[\128-\191]+", ""))
+end
+
+-- `s` in at most `room` columns, its middle cut to "...": the start and the end (a name's
+-- extension, an id's last letters) stay
+local function cut_middle(s, room)
+  if #s <= room then return s end
+  if room < 5 then return head(s, room) end
+  local keep = room - 3
+  local front = math.floor(keep / 2)
+  local back = tail(s, keep - front)
+  -- "name....jsonl" reads badly: the extension's dot gives its place to the name
+  if back:sub(1, 1) == "." then return head(s, front + 1) .. "..." .. back:sub(2) end
+  return head(s, front) .. "..." .. back
+end
+
+-- a label ("uploading NAME", "batch ID") in at most `room` columns: the name shortened first;
+-- the verb goes when fewer than 10 columns would be left for the name
+local function shorten(label, room)
+  if #label <= room then return label end
+  local verb, name = label:match("^(%S+) (.+)$")
+  if verb and room - #verb - 1 >= 10 then return verb .. " " .. cut_middle(name, room - #verb - 1) end
+  return cut_middle(name or label, room)
+end
+
+-- one line in `width` columns: the label, then the parts of the first variant (the richest
+-- first) that leaves the label MIN_LABEL columns; else the last variant, with what room is left.
+-- So a narrow terminal loses the bar, the rate and the time left before the percent and counts.
+local function fit(label, variants, width)
+  local rest
+  for _, parts in ipairs(variants) do
+    rest = "  " .. table.concat(parts, "  ")
+    if width - #rest >= math.min(#label, MIN_LABEL) then break end
+  end
   local room = width - #rest
-  if room < 8 then return (label .. rest):sub(1, width) end
-  if #label > room then label = label:sub(1, room - 3) .. "..." end
-  return label .. rest
+  if room < 6 then return head((rest:gsub("^%s+", "")), width) end
+  return shorten(label, room) .. rest
 end
 
 local Reporter = {}
@@ -57,7 +105,7 @@ function progress.new(opts)
   return setmetatable({
     stream = opts.stream or io.stderr,
     tty = opts.tty and true or false,
-    width = math.max(40, (opts.width or 80) - 1), -- a full line would wrap on some terminals
+    width = math.max(20, (opts.width or 80) - 1), -- a full line would wrap on some terminals
     clock = opts.clock or os.clock,
     quiet = opts.quiet and true or false,
     open = false,   -- whether a redrawn line is on screen without its newline yet
@@ -102,7 +150,7 @@ function Reporter:tick()
   if self.active and self.active.tick then self.active:tick() end
 end
 
--------------------------------------------------------------------------------- transfers
+-- transfers -----------------------------------------------------------------------------------
 
 local Transfer = {}
 Transfer.__index = Transfer
@@ -141,24 +189,38 @@ function Transfer:line(now, ending)
   local width = self.reporter.width
   local total = self.total and self.total > 0 and self.total or nil
   local rate = self:rate(now)
-  local parts = {}
-  if total then
-    local fraction = final and 1 or self.done / total
-    parts[#parts + 1] = bar(fraction, 20) .. " " .. percent(fraction)
-    parts[#parts + 1] = progress.bytes(final and total or self.done) .. " / " .. progress.bytes(total)
-  else
-    parts[#parts + 1] = progress.bytes(self.done)
-  end
+  local fraction = total and (final and 1 or self.done / total)
+  local counts = total and (progress.bytes(final and total or self.done) .. " / " .. progress.bytes(total))
+    or progress.bytes(self.done)
+  local timing, speed
   if ending then
-    parts[#parts + 1] = (final and "in " or "stopped after ") .. progress.duration(now - self.started)
+    timing = (final and "in " or "stopped after ") .. progress.duration(now - self.started)
   else
-    parts[#parts + 1] = rate and (progress.bytes(rate) .. "/s") or "--/s"
+    speed = rate and (progress.bytes(rate) .. "/s") or "--/s"
     if total then
       local left = rate and rate > 0 and (total - self.done) / rate or nil
-      parts[#parts + 1] = progress.duration(left) .. " left"
+      timing = progress.duration(left) .. " left"
     end
   end
-  return fit(self.label, "  " .. table.concat(parts, "  "), width)
+  -- from the whole line down to the percent and the counts
+  local variants = {}
+  local function variant(bar_width, with_speed, with_timing)
+    local parts = {}
+    if fraction then
+      parts[1] = bar_width > 0 and bar(fraction, bar_width) .. " " .. percent(fraction)
+        or (percent(fraction):gsub("^%s+", ""))
+    end
+    parts[#parts + 1] = counts
+    if with_speed and speed then parts[#parts + 1] = speed end
+    if with_timing and timing then parts[#parts + 1] = timing end
+    variants[#variants + 1] = parts
+  end
+  variant(20, true, true)
+  variant(10, true, true)
+  variant(0, true, true)
+  variant(0, false, true)
+  variant(0, false, false)
+  return fit(self.label, variants, width)
 end
 
 function Transfer:draw(now, ending)
@@ -166,7 +228,7 @@ function Transfer:draw(now, ending)
   self.reporter:draw(self:line(now, ending))
 end
 
---- on_progress(done, total) for the client: redraws at most every REDRAW_EVERY seconds.
+--- `on_progress(done, total)` for the client: redraws at most every `REDRAW_EVERY` seconds.
 function Transfer:update(done, total)
   local now = self.reporter.clock()
   if total and total > 0 then
@@ -209,7 +271,7 @@ function Transfer:finish(ok)
   end
 end
 
--------------------------------------------------------------------------------- statuses
+-- statuses ------------------------------------------------------------------------------------
 
 local Status = {}
 Status.__index = Status
@@ -223,12 +285,21 @@ function Reporter:status(label)
 end
 
 function Status:line(now)
-  local parts = { self.text or "" }
-  if self.fraction then
-    parts[#parts + 1] = bar(self.fraction, 20) .. " " .. percent(self.fraction)
+  local variants = {}
+  local function variant(bar_width, with_time)
+    local parts = { self.text or "" }
+    if self.fraction then
+      parts[2] = bar_width > 0 and bar(self.fraction, bar_width) .. " " .. percent(self.fraction)
+        or (percent(self.fraction):gsub("^%s+", ""))
+    end
+    if with_time then parts[#parts + 1] = progress.duration(now - self.started) end
+    variants[#variants + 1] = parts
   end
-  parts[#parts + 1] = progress.duration(now - self.started)
-  return fit(self.label, "  " .. table.concat(parts, "  "), self.reporter.width)
+  variant(20, true)
+  variant(10, true)
+  variant(0, true)
+  variant(0, false)
+  return fit(self.label, variants, self.reporter.width)
 end
 
 --- Show `text` (the status and counts) and, when known, the fraction done (0..1).

@@ -1,4 +1,4 @@
---- moonbatch.retry: when a failed attempt is tried again, and how long to wait first (CONTRACT §6).
+--- moonbatch.retry: when a failed attempt is tried again, and how long to wait first.
 -- @module moonbatch.retry
 local objects = require("moonbatch.objects")
 
@@ -9,6 +9,9 @@ retry.max_wait = 120 -- seconds: a longer Retry-After ends the call instead of w
 local retried_status = { [408] = true, [409] = true, [429] = true }
 
 --- Is a failure worth another attempt? `info` is the failure's info table, `headers` the reply's.
+-- @tparam table info
+-- @tparam ?table headers
+-- @treturn boolean
 function retry.retryable(info, headers)
   local override = headers and headers["x-should-retry"]
   if override == "true" then return true end
@@ -25,6 +28,8 @@ local months = {
 }
 
 --- Unix seconds of an HTTP date ("Wed, 21 Oct 2015 07:28:00 GMT"), or nil.
+-- @tparam string s
+-- @treturn ?number
 function retry.http_date(s)
   local d, mon, y, h, mi, sec = s:match("^%a+, (%d%d?) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
   if not d or not months[mon] then return nil end
@@ -32,6 +37,9 @@ function retry.http_date(s)
 end
 
 --- Seconds the server asked us to wait, from retry-after-ms or retry-after; nil if it did not.
+-- @tparam ?table headers
+-- @tparam[opt] number now Unix seconds (default: now), for an HTTP date
+-- @treturn ?number seconds
 function retry.server_wait(headers, now)
   if not headers then return nil end
   local ms = tonumber(headers["retry-after-ms"])
@@ -47,6 +55,12 @@ end
 
 --- The wait before retry n (0-based): the server's demand if any, else min(0.5 * 2^n, 8) less a
 -- random 0-25 %. Returns the wait, or nil and the demanded wait when it exceeds retry.max_wait.
+-- @tparam integer n
+-- @tparam ?table headers
+-- @tparam function random the jitter, as `math.random`
+-- @tparam[opt] number now
+-- @treturn ?number the wait, or nil
+-- @treturn ?number the demanded wait, when it is too long
 function retry.wait(n, headers, random, now)
   local demanded = retry.server_wait(headers, now)
   if demanded then

@@ -14,6 +14,7 @@ local TOKEN = {}                                 -- marks the yields that are ou
 local tasks = setmetatable({}, { __mode = "k" }) -- coroutine -> true while it is a task
 
 --- Is the running code a task of a scheduler (so exchanges should yield)?
+-- @treturn boolean
 function scheduler.current()
   local co = coroutine.running()
   return co ~= nil and tasks[co] == true
@@ -26,11 +27,14 @@ local function resumed(kind, ...)
 end
 
 --- Inside a task: run a core.request options table, yielding until it ends.
+-- @tparam table req the options of `core.request`
+-- @return what `core.request` returns: `body, res`, or `nil, msg, info`
 function scheduler.request(req)
   return resumed(coroutine.yield(TOKEN, "request", req))
 end
 
 --- Inside a task: let the other tasks run for `seconds`.
+-- @tparam number seconds
 function scheduler.sleep(seconds)
   resumed(coroutine.yield(TOKEN, "sleep", seconds))
 end
@@ -39,6 +43,9 @@ end
 -- drives it until its tasks end; an event loop (Neovim's, moonbatch.nvim) calls `step` from a
 -- timer instead, so nothing ever blocks.
 -- opts: { concurrency = 8 } (tasks running at once; more wait their turn).
+-- @tparam[opt] table opts
+-- @tparam[opt=8] integer opts.concurrency tasks running at once; more wait their turn
+-- @return a loop, with the methods `spawn`, `pending`, `step`, `wait`, `close`
 function scheduler.new(opts)
   opts = opts or {}
   local loop = {
@@ -57,11 +64,14 @@ local loop_m = scheduler.loop
 
 --- Queue `fn` as a task. When it ends, `on_done(true, {n = k, ...})` receives its results, or
 -- `on_done(false, err)` the error it raised.
+-- @tparam function fn called with no arguments, as a task
+-- @tparam[opt] function on_done `function(ok, results_or_err)`
 function loop_m:spawn(fn, on_done)
   self.queue[#self.queue + 1] = { fn = fn, on_done = on_done or function() end }
 end
 
 --- Tasks started and not ended, plus those still queued.
+-- @treturn integer
 function loop_m:pending()
   return self.live + #self.queue
 end
@@ -140,6 +150,8 @@ end
 --- One round without blocking: move the transfers' bytes, resume the tasks whose transfer or
 -- wait ended, start queued tasks. Returns whether anything moved on, and the seconds until the
 -- next wait ends (nil when none; transfers need a step again soon either way).
+-- @treturn boolean whether anything moved on
+-- @treturn ?number seconds until the next wait ends
 function loop_m:step()
   local moved = false
   local multi = self.multi
@@ -175,6 +187,8 @@ end
 
 --- Block until a transfer has news or `seconds` (at most 1) pass; returns how many of the
 -- transfers' sockets are ready (wait(0) only looks).
+-- @tparam[opt=1] number seconds at most 1
+-- @treturn integer sockets ready
 function loop_m:wait(seconds)
   seconds = math.max(0, math.min(seconds or 1, 1))
   if self.multi:count() > 0 then return self.multi:wait(seconds) end
@@ -192,6 +206,11 @@ end
 -- return their results in order, each packed ({n = k, ...}). A task that raises makes run raise
 -- the same error once the other transfers are stopped. Inside a task, the functions run as
 -- child tasks of the same loop and the task waits for them.
+-- @tparam table fns a list of functions
+-- @tparam[opt] table opts
+-- @tparam[opt=8] integer opts.concurrency tasks at once
+-- @treturn table each function's results, packed, in order
+-- @raise the error a task raised
 function scheduler.run(fns, opts)
   -- inside a task (an event loop's, or a nested concurrently): children of the same loop
   if scheduler.current() then return resumed(coroutine.yield(TOKEN, "join", fns, opts)) end

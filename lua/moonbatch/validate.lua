@@ -15,6 +15,9 @@ local M = {}
 
 --- The options of the scan (core.validate's) for provider `p` and the caller's `opts`
 -- ({endpoint, replace_model}).
+-- @tparam table p a provider
+-- @tparam table opts
+-- @treturn table the options of `core.validate`
 function M.options(p, opts)
   local limits = p.limits or {}
   return {
@@ -27,6 +30,9 @@ end
 --- The outcome of a finished scan's `report` (core.validate's): { lines, bytes, models } when the
 -- file passes, else nil, msg, info with info.kind = "validation", info.problems and info.report.
 -- `ctx` is the error context (errors.make's).
+-- @tparam table report
+-- @tparam table ctx
+-- @return `{lines, bytes, models}`, or `nil, msg, info`
 function M.result(report, ctx)
   if report.ok then
     return { lines = report.lines, bytes = report.bytes, models = report.models }

@@ -1,5 +1,5 @@
---- moonbatch.providers.openai: OpenAI's Files and Batch API, and any service that copies it
--- (provider-apis.md §3): plain objects, cursor pages ({data, has_more, first_id, last_id}).
+--- moonbatch.providers.openai: OpenAI's Files and Batch API, and any service that copies it:
+-- plain objects, cursor pages (`{data, has_more, first_id, last_id}`).
 -- OpenAI's dialect is the default every provider starts from (moonbatch.provider).
 -- @module moonbatch.providers.openai
 local provider = require("moonbatch.provider")

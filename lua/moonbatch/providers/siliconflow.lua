@@ -1,4 +1,4 @@
---- moonbatch.providers.siliconflow: SiliconFlow's dialect (seeds 000-003, provider-apis.md §1).
+--- moonbatch.providers.siliconflow: SiliconFlow's dialect.
 -- Files replies come in an envelope {code, message, status, data}; batch replies do not. The
 -- upload says createdAt, the list created_at. 401/403/404 bodies are bare strings. The file
 -- list has no cursor; 50505 means "overloaded, try again" whatever the HTTP status.
@@ -11,7 +11,7 @@ local P = provider.define({
   require_method_url = false,
   key_env = "SILICONFLOW_API_KEY",
   files_cursor = false, -- GET /files has only purpose and limit: one page
-  -- result files may answer 404 for a short while after the batch completed (§1.8): downloads
+  -- result files may answer 404 for a short while after the batch completed: downloads
   -- try again for this many seconds
   content_404_grace = 60,
   limits = { lines = 5000, bytes = 1000 * 1000 * 1000 },

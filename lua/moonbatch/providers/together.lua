@@ -1,5 +1,5 @@
---- moonbatch.providers.together: Together AI's dialect (seed 004, provider-apis.md §2).
--- Upload is POST /files/upload with file_name and file_type; files are FileResponse objects
+--- moonbatch.providers.together: Together AI's dialect.
+-- Upload is POST /files/upload with `file_name` and `file_type`; files are FileResponse objects
 -- (FileType, Processed); the file list and batch list have no paging; create answers 201
 -- {job, warning}; statuses are upper case; times are ISO-8601 strings.
 -- @module moonbatch.providers.together

@@ -1,0 +1,42 @@
+--- moonbatch.cli.env: every environment variable the command line and the library read, as
+-- `moonbatch --help` (and so the man page) lists them. `spec/cli_more_spec.lua` checks that each
+-- variable the code reads (os.getenv) is here.
+-- @module moonbatch.cli.env
+local env = {}
+
+--- The variables, in the order shown: `{ name, what it does }`.
+env.variables = {
+  { "SILICONFLOW_API_KEY", "the API key for siliconflow and siliconflow-global" },
+  { "TOGETHER_API_KEY", "the API key for together" },
+  { "OPENAI_API_KEY", "the API key for openai" },
+  { "MOONBATCH_API_KEY", "the API key when the provider's variable is not set" },
+  { "MOONBATCH_PROVIDER", "the provider when --provider is not given" },
+  { "MOONBATCH_BASE_URL", "the base URL when --base-url is not given" },
+  { "MOONBATCH_PROGRESS", "always: bars and redrawn lines even off a terminal; never: plain lines" },
+  { "MOONBATCH_LOG", "debug: one line per HTTP exchange on standard error (the key redacted)" },
+  { "MOONBATCH_DEBUG", "set: a Lua traceback after an internal error" },
+  { "COLUMNS", "the terminal's width for progress lines (default: the terminal's own)" },
+  { "TERM", "dumb: plain progress lines, no redrawing" },
+  { "PWD", "the working directory a job's manifest records its input against" },
+}
+
+--- The `environment:` section of the tool's help.
+-- @treturn string lines ending in a newline
+function env.help()
+  local lines = { "environment:" }
+  for _, v in ipairs(env.variables) do
+    -- the text wrapped at 79 columns, under itself
+    local line = ("  %-20s"):format(v[1])
+    for word in v[2]:gmatch("%S+") do
+      if #line + 1 + #word > 79 and line:find("%S") and #line > 23 then
+        lines[#lines + 1] = line
+        line = (" "):rep(22)
+      end
+      line = line .. " " .. word
+    end
+    lines[#lines + 1] = line
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+return env
