@@ -156,7 +156,7 @@ nvim:
 	else echo "make nvim: no $(NVIM) on PATH: doc/tags not made (a plugin manager makes them)"; fi
 
 # Sanitizers (clang): moonbatch.core built with AddressSanitizer, LeakSanitizer and UBSan into
-# build/asan/5.4, a Lua 5.4 launcher that carries their runtime (csrc/tools/asan_lua.c), and
+# build/asan/5.4, a Lua 5.4 launcher that carries their runtime (tools/asan/lua.c), and
 # every spec run under it (scripts/check-asan)
 SANITIZE_CC ?= clang-14
 SANITIZE_PACKAGES = clang-14 libclang-rt-14-dev llvm-14
@@ -174,7 +174,7 @@ check-asan:
 	@$(MAKE) --no-print-directory $(ASAN_LUA)
 	@scripts/check-asan
 
-$(ASAN_LUA): csrc/tools/asan_lua.c
+$(ASAN_LUA): tools/asan/lua.c
 	@mkdir -p $(dir $@)
 	$(SANITIZE_CC) $(WARNINGS) $(CPPFLAGS) $(SANITIZE) -I$(LUA54_INCDIR) $< -o $@ $(LUA54_LIBS)
 

@@ -1,4 +1,4 @@
-/* asan_lua.c: a small `lua5.4` for `make check-asan`, built with -fsanitize=address,undefined.
+/* tools/asan/lua.c: a small `lua5.4` for `make check-asan`, built with -fsanitize=address,undefined.
  *
  * The sanitizer runtime lives in this executable only: it links Debian's liblua5.4 and loads
  * an instrumented moonbatch.core (build/asan/5.4) with `require`, so the module's memory errors,
