@@ -15,11 +15,14 @@ client.providers = { "siliconflow", "siliconflow-global", "together", "openai" }
 local known_provider = {}
 for _, name in ipairs(client.providers) do known_provider[name] = true end
 
+-- numeric options: finite, in range (NaN, infinities, 0 where it means nothing are refused)
 local option_types = {
-  provider = "string", api_key = "string", base_url = "string", timeout = "number",
-  connect_timeout = "number", max_retries = "integer", deadline = "number", headers = "table",
-  on_progress = "function", cainfo = "string", max_reply_bytes = "number", allow_http = "boolean",
-  low_speed_limit = "number", low_speed_time = "number",
+  provider = "string", api_key = "string", base_url = "string", timeout = args.TIMEOUT,
+  connect_timeout = args.TIMEOUT, max_retries = args.number({ integer = true, min = 0, max = 100 }),
+  deadline = args.SECONDS, headers = "table", on_progress = "function", cainfo = "string",
+  max_reply_bytes = args.COUNT, allow_http = "boolean",
+  low_speed_limit = args.number({ integer = true, min = 1, max = 2 ^ 31 - 1 }), -- bytes/s
+  low_speed_time = args.number({ integer = true, min = 1, max = 1e7 }),          -- whole seconds
   -- seams for tests and schedulers: the clock and sleep the retries use, and their jitter
   clock = "function", sleep = "function", random = "function",
 }
@@ -294,7 +297,7 @@ local function files_upload(self, opts)
   return file, msg, info
 end
 
-local list_spec = { purpose = "string", limit = "integer", after = "string" }
+local list_spec = { purpose = "string", limit = args.PAGE, after = "string" }
 
 local function files_list(self, opts)
   local p = self.provider
@@ -349,7 +352,7 @@ local function each(self, list, what, path)
   end
 end
 
-local each_spec = { purpose = "string", limit = "integer" }
+local each_spec = { purpose = "string", limit = args.PAGE }
 
 local function files_each(self, opts)
   args.check("files.each", opts, each_spec)
@@ -443,7 +446,7 @@ local function files_download(self, id, path, opts)
   end
 end
 
-local many_spec = { concurrency = "integer", validate = "boolean" }
+local many_spec = { concurrency = args.CONCURRENCY, validate = "boolean" }
 
 -- upload every file of `list` ({ {file = ...}, ... }, each as files.upload takes), at most
 -- `concurrency` at once on one connection pool; results in order: {file = File} or
@@ -509,7 +512,7 @@ local function batches_cancel(self, id)
   return client.call(self, { method = "POST", path = path, run = exchange(self, "POST", path), parse = p.batch })
 end
 
-local batches_list_spec = { limit = "integer", after = "string" }
+local batches_list_spec = { limit = args.PAGE, after = "string" }
 
 local function batches_list(self, opts)
   args.check("batches.list", opts, batches_list_spec)
@@ -526,7 +529,7 @@ local function batches_list(self, opts)
 end
 
 local function batches_each(self, opts)
-  args.check("batches.each", opts, { limit = "integer" })
+  args.check("batches.each", opts, { limit = args.PAGE })
   opts = opts or {}
   local p = self.provider
   return each(self, function(after)
@@ -534,7 +537,8 @@ local function batches_each(self, opts)
   end, "batches", p.batches_path)
 end
 
-local wait_spec = { interval = "number", timeout = "number", on_update = "function", max_interval = "number" }
+local wait_spec = { interval = args.SECONDS, timeout = args.number({ min = 0, max = 1e7 }),
+                    on_update = "function", max_interval = args.SECONDS }
 
 -- what on_update cares about: the status and the counts
 local function progress_key(b)
@@ -588,12 +592,6 @@ function client.new(opts)
   opts = opts or {}
   local name = opts.provider or "siliconflow"
   local p = client.provider(name, "moonbatch.new")
-  for _, n in ipairs({ "timeout", "connect_timeout", "deadline", "max_retries", "low_speed_limit",
-                       "low_speed_time" }) do
-    if opts[n] and opts[n] < 0 then
-      error(("moonbatch.new: bad option '%s' (a number >= 0 expected)"):format(n), 2)
-    end
-  end
   local base_url = opts.base_url or env("MOONBATCH_BASE_URL") or p.base_url
   local refused = client.insecure(base_url, opts.allow_http)
   if refused then error("moonbatch.new: bad base_url: " .. refused, 2) end

@@ -19,6 +19,14 @@ end
 -- overlap; returns each function's results, packed ({n = k, ...}), in order.
 -- opts: { concurrency = 8 }.
 function moonbatch.concurrently(fns, opts)
+  if type(fns) ~= "table" then
+    error(("moonbatch.concurrently: bad argument #1 'fns' (table expected, got %s)"):format(type(fns)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("moonbatch.concurrently: bad argument #2 'opts' (table expected, got %s)"):format(type(opts)), 2)
+  end
+  require("moonbatch.args").check_number("moonbatch.concurrently", "concurrency",
+    opts and opts.concurrency, require("moonbatch.args").CONCURRENCY)
   return require("moonbatch.scheduler").run(fns, opts)
 end
 
