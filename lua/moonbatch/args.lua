@@ -39,7 +39,7 @@ end
 function args.number_ok(v, rule)
   if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then return false end
   if rule.integer and v ~= math.floor(v) then return false end
-  if rule.above and not (v > rule.above) then return false end
+  if rule.above and v <= rule.above then return false end
   if rule.min and v < rule.min then return false end
   if rule.max and v > rule.max then return false end
   return true

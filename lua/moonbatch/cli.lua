@@ -2,6 +2,7 @@
 -- the client and returns the exit status: 0 done, 1 failed (the reason on standard error),
 -- 2 a usage error, 130 interrupted. Results go to standard output (JSON with --json, short
 -- `key: value` lines otherwise); steps and progress go to standard error.
+local errors = require("moonbatch.errors")
 local fs = require("moonbatch.fs")
 local progress = require("moonbatch.progress")
 
@@ -169,7 +170,7 @@ local BATCH_FIELDS = { "id", "status", "endpoint", "input_file_id", "output_file
 
 local function field_lines(obj, fields)
   local lines = {}
-  local function add(k, v) lines[#lines + 1] = k .. ": " .. v end
+  local function add(k, v) lines[#lines + 1] = k .. ": " .. errors.printable(v) end
   for _, name in ipairs(fields) do
     local v = obj[name]
     if v == nil then -- luacheck: ignore 542 (absent: nothing to say)
@@ -198,7 +199,11 @@ end
 -- columns of `rows` (lists of strings) padded to their widest cell, the last column unpadded
 local function table_lines(header, rows)
   local all = { header }
-  for _, row in ipairs(rows) do all[#all + 1] = row end
+  for _, row in ipairs(rows) do
+    local printable = {}
+    for i, cell in ipairs(row) do printable[i] = errors.printable(cell) end
+    all[#all + 1] = printable
+  end
   local widths = {}
   for _, row in ipairs(all) do
     for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #cell) end
@@ -742,6 +747,7 @@ local function new_context(parsed)
   ctx.reporter = progress.new({
     stream = io.stderr, tty = tty, width = tty and terminal_width() or 80, quiet = opts.quiet,
     clock = function() return ctx.core and ctx.core.now() or os.clock() end,
+    redact = function(text) return ctx:redact(text) end,
   })
   return ctx
 end
@@ -754,33 +760,25 @@ end
 -- standard error even with --quiet: warnings and failures
 function Context:warn(text)
   self.reporter:close_line()
-  io.stderr:write(self:redact(text) .. "\n")
+  io.stderr:write(errors.printable(self:redact(text), true) .. "\n")
 end
 
+-- every key the command holds, in any encoding (moonbatch.errors.redact)
 function Context:redact(s)
   s = tostring(s)
-  for _, secret in ipairs(self.secrets) do
-    local i, out = 1, {}
-    while true do
-      local a, b = s:find(secret, i, true)
-      if not a then break end
-      out[#out + 1] = s:sub(i, a - 1) .. "[redacted]"
-      i = b + 1
-    end
-    out[#out + 1] = s:sub(i)
-    s = table.concat(out)
-  end
+  for _, secret in ipairs(self.secrets) do s = errors.redact(s, secret) end
   return s
 end
 
 -- standard output: the result
 function Context:out(text)
   self.reporter:close_line() -- stdout may be the same terminal as a bar on stderr
-  io.stdout:write(text, "\n")
+  io.stdout:write(errors.printable(self:redact(text), true), "\n")
 end
 
+-- JSON stays valid JSON: DEL, C1 controls and bidi overrides as \u escapes
 function Context:print_json(value)
-  self:out(self:redact(cli.json(value)))
+  self:out(errors.printable_json(cli.json(value)))
 end
 
 function Context:print_object(obj, fields)
@@ -1500,7 +1498,7 @@ function cli.main(argv)
     clean_up(ctx)
   end
   local function say(text)
-    io.stderr:write((ctx and ctx:redact(text) or text) .. "\n")
+    io.stderr:write(errors.printable(ctx and ctx:redact(text) or text, true) .. "\n")
   end
   local code
   if getmetatable(result) == Failure then

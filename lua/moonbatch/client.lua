@@ -65,18 +65,31 @@ end
 
 local debug_log = os.getenv("MOONBATCH_LOG") == "debug"
 
--- MOONBATCH_LOG=debug: one line per exchange on stderr, the key redacted
+-- MOONBATCH_LOG=debug: one line per exchange on stderr, printable, the key redacted (the
+-- credentials' headers whole, the key wherever else it is, in any encoding)
+local CREDENTIAL_HEADER = { "auth", "key", "token", "secret", "cookie", "password" }
 local function log_exchange(self, req, body, res, info)
+  local key = self.api_key
   local headers = {}
   for k, v in pairs(req.headers or {}) do
-    if k:lower() == "authorization" then v = v:gsub("%s.*$", " [redacted]") end
+    local name = k:lower()
+    if name == "authorization" or name == "proxy-authorization" then
+      local scheme = v:match("^(%S+)%s")
+      v = scheme and (scheme .. " [redacted]") or "[redacted]"
+    else
+      for _, word in ipairs(CREDENTIAL_HEADER) do
+        if name:find(word, 1, true) then v = "[redacted]" end
+      end
+      v = errors.redact(v, key)
+    end
     headers[#headers + 1] = k .. ": " .. v
   end
   table.sort(headers)
-  local outcome = body ~= nil and ("HTTP %d"):format(res.status) or ("failed: %s (%s)"):format(res, info.kind)
-  local line = ("moonbatch: debug: %s %s [%s] -> %s\n"):format(req.method or "GET", req.url,
-    table.concat(headers, "; "), outcome)
-  io.stderr:write((errors.redact(line, self.api_key)))
+  local outcome = body ~= nil and ("HTTP %d"):format(res.status)
+    or ("failed: %s (%s)"):format(errors.redact(tostring(res), key), tostring(info and info.kind))
+  local line = ("moonbatch: debug: %s %s [%s] -> %s"):format(req.method or "GET",
+    errors.redact_url(req.url, key), table.concat(headers, "; "), outcome)
+  io.stderr:write(errors.printable(line), "\n")
 end
 
 -- one exchange, through the scheduler inside one of its tasks, else on the client's session

@@ -263,6 +263,11 @@ local function redact_url(url, path, secret)
   return redact_path(url, secret)
 end
 
+--- A URL (or path) without the key: a long key anywhere, a short one as a whole segment or query
+-- value (never the library's own segments). `path`, when given, is the URL's end the library
+-- built, and the rest the caller's own base URL.
+errors.redact_url = redact_url
+
 -- Printable text. Anything from the network may carry terminal control sequences (a window
 -- title, a cleared screen, the clipboard through OSC 52, an 8-bit CSI) or bidi overrides that
 -- reorder what the user reads. errors.printable shows each as a visible escape:
