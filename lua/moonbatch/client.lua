@@ -88,7 +88,7 @@ local function log_exchange(self, req, body, res, info)
   local outcome = body ~= nil and ("HTTP %d"):format(res.status)
     or ("failed: %s (%s)"):format(errors.redact(tostring(res), key), tostring(info and info.kind))
   local line = ("moonbatch: debug: %s %s [%s] -> %s"):format(req.method or "GET",
-    errors.redact_url(req.url, key), table.concat(headers, "; "), outcome)
+    errors.redact_url(req.url, nil, key), table.concat(headers, "; "), outcome)
   io.stderr:write(errors.printable(line), "\n")
 end
 
