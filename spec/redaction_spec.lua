@@ -81,6 +81,13 @@ local ENCODINGS = {
   ["base64 of 'x:key' (Basic auth)"] = function(k) return base64("x:" .. k) end,
   ["base64url of ':key'"] = function(k) return base64(":" .. k, true) end,
   ["percent-encoded JSON \\u"] = function(k) return percent(json_u(k), "%%%02X", true) end,
+  ["upper case"] = function(k) return k:upper() end,
+  ["lower case"] = function(k) return k:lower() end,
+  ["ES6 \\u{XX}"] = function(k) return (k:gsub(".", function(c) return ("\\u{%x}"):format(c:byte()) end)) end,
+  ["Python \\U0000XXXX"] = function(k) return (k:gsub(".", function(c) return ("\\U%08x"):format(c:byte()) end)) end,
+  ["HTML named and numeric references mixed"] = function(k)
+    return (k:gsub("/", "&sol;"):gsub("%+", "&plus;"):gsub("=", "&#61;"))
+  end,
 }
 
 -- every 8-character run of `k`, raw and in every encoding above (8 key characters make 10-12
@@ -95,6 +102,9 @@ local function decodings(text)
   local out = { text }
   local t = text
   for _ = 1, 3 do
+    t = t:gsub("\\+u{(%x+)}", function(h) return string.char(tonumber(h, 16) % 256) end)
+      :gsub("\\+U0000(%x%x%x%x)", function(h) return string.char(tonumber(h, 16) % 256) end)
+      :gsub("&sol;", "/"):gsub("&plus;", "+")
     t = t:gsub("\\+u(%x%x%x%x)", function(h)
       local n = tonumber(h, 16)
       return n < 128 and string.char(n) or nil
@@ -113,7 +123,7 @@ local function leak(text, k)
   if type(text) ~= "string" then return nil end
   for _, t in ipairs(decodings(text)) do
     for _, p in ipairs(pieces(k)) do
-      if t:find(p, 1, true) then return p end
+      if t:lower():find(p:lower(), 1, true) then return p end
     end
   end
   for _, name in ipairs({ "base64 of the key", "base64 of 'Bearer key'", "base64 of 'x:key' (Basic auth)",
@@ -203,6 +213,15 @@ describe("redaction", function()
           message = "bad key " .. KEY:sub(1, n), body = "key=" .. KEY:sub(1, n) })
         assert.is_nil(msg:find(KEY:sub(1, 4), 1, true), msg)
         assert.is_nil(info.body:find(KEY:sub(1, 4), 1, true), info.body)
+      end
+    end)
+
+    it("a key whose characters look like escapes is still found as written", function()
+      for _, odd in ipairs({ "sk-%41%42-0123456789", "sk-\\u0041-0123456789", "sk-&#65;-0123456789" }) do
+        local msg, info = errors.make({ provider = "openai", method = "GET", path = "/files", url = "http://h/files",
+          secret = odd }, { kind = "api", status = 401, message = "bad key " .. odd, body = odd })
+        assert.is_nil(msg:find(odd, 1, true), msg)
+        assert.is_nil(info.body:find(odd:sub(1, 8), 1, true), info.body)
       end
     end)
 

@@ -13,10 +13,11 @@ local MESSAGE_LIMIT = 8192 -- bytes of the provider's message kept in info.messa
 -- The rule (README, Security):
 -- * a key of SHORT_KEY (8) characters or more: every run of PIECE (8) or more consecutive
 --   characters of it is redacted wherever it appears, and so is a prefix of 4 or more characters
---   at the very end of a text (the key cut by someone); it is recognised raw, JSON-escaped
---   (`\/`, `\uXXXX` of any character, escaped twice), percent-encoded (either case, `%25XX`
---   twice, `%uXXXX`), as HTML character references, `\xNN`, and as base64 (standard or URL
---   alphabet, any alignment: "Bearer KEY" encoded for Basic auth) or hex;
+--   at the very end of a text (the key cut by someone), in any letter case; it is recognised raw,
+--   JSON-escaped (`\/`, `\uXXXX` of any character, escaped twice), percent-encoded (either
+--   case, `%25XX` twice, `%uXXXX`), as HTML character references, `\xNN`, `\u{XX}`,
+--   `\U0000XXXX`, and as base64 (standard or URL alphabet, any alignment: "Bearer KEY" encoded
+--   for Basic auth) or hex;
 -- * a shorter key ("k", "o" on local servers) would match inside ordinary words: it is redacted
 --   only where it stands as a whole token (no letter or digit either side), in any encoding.
 -- The library's own words (kind, method, provider, the path's fixed segments) are never redacted.
@@ -41,6 +42,16 @@ local function escape_at(s, i)
     local e = s:find("[^\\]", i + 1) -- past a run of backslashes: a string escaped again
     if not e then return nil end
     local nx = s:sub(e, e)
+    local braced, after = s:match("^u{(%x%x?%x?%x?%x?%x?)}()", e)
+    if braced then
+      local cp = tonumber(braced, 16)
+      if cp < 0x10000 and (cp < 0xD800 or cp > 0xDFFF) then return utf8_char(cp), after - 1 end
+    end
+    local long = s:match("^U0000(%x%x%x%x)", e)
+    if long then
+      local cp = tonumber(long, 16)
+      if cp < 0xD800 or cp > 0xDFFF then return utf8_char(cp), e + 8 end
+    end
     if nx == "u" and s:find("^%x%x%x%x", e + 1) then
       local cp = tonumber(s:sub(e + 1, e + 4), 16)
       if cp < 0xD800 or cp > 0xDFFF then return utf8_char(cp), e + 4 end
@@ -143,6 +154,14 @@ local function targets(secret)
     list[#list + 1] = (secret:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
     list[#list + 1] = (secret:gsub(".", function(c) return ("%02X"):format(c:byte()) end))
   end
+  if #secret >= SHORT_KEY then
+    local seen, lowered = {}, {}
+    for _, t in ipairs(list) do -- matched whatever the case
+      t = t:lower()
+      if not seen[t] then seen[t], lowered[#lowered + 1] = true, t end
+    end
+    list = lowered
+  end
   local pieces = {}
   for _, t in ipairs(list) do
     for i = 1, #t - PIECE + 1 do
@@ -156,13 +175,11 @@ local function targets(secret)
   return cached
 end
 
--- the spans {a, b} of `s` that carry the key or a piece of it
-local function key_spans(s, secret)
-  local d, from, to = decoded(s)
-  local spans = {}
-  local t = targets(secret)
+-- add to `spans` the spans {a, b} (positions in the original text, through from/to) where the
+-- text `d` carries the key or a piece of it
+local function scan(d, from, to, secret, t, spans)
   if #secret < SHORT_KEY then
-    -- whole tokens only
+    -- whole tokens only, as written
     for _, target in ipairs(t.list) do
       local i = 1
       while true do
@@ -174,10 +191,11 @@ local function key_spans(s, secret)
         i = a + 1
       end
     end
-    return spans
+    return
   end
-  local i, n = 1, #d
-  while i <= n - PIECE + 1 do
+  d = d:lower() -- a server may change the key's case
+  local n = #d
+  for i = 1, n - PIECE + 1 do
     local found = t.pieces[d:sub(i, i + PIECE - 1)]
     if found then
       local j = i + PIECE - 1
@@ -185,17 +203,29 @@ local function key_spans(s, secret)
         while j < n and target:find(d:sub(i, j + 1), 1, true) do j = j + 1 end
       end
       spans[#spans + 1] = { from[i], to[j] }
-      i = j + 1
-    else
-      i = i + 1
     end
   end
   -- a text ending in the key's first characters: the key cut by someone
-  for k = math.min(n, #secret) - 1, TAIL, -1 do
-    if d:sub(n - k + 1) == secret:sub(1, k) then
+  local start = t.list[1]
+  for k = math.min(n, #start) - 1, TAIL, -1 do
+    if d:sub(n - k + 1) == start:sub(1, k) then
       spans[#spans + 1] = { from[n - k + 1], to[n] }
       break
     end
+  end
+end
+
+-- the spans {a, b} of `s` that carry the key or a piece of it: in `s` as it is, and once its
+-- escapes are decoded
+local function key_spans(s, secret)
+  local spans = {}
+  local t = targets(secret)
+  local d, from, to = decoded(s)
+  scan(d, from, to, secret, t, spans)
+  if d ~= s then
+    local same = {}
+    for i = 1, #s do same[i] = i end
+    scan(s, same, same, secret, t, spans)
   end
   return spans
 end
