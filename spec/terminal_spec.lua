@@ -5,7 +5,6 @@
 -- every line the CLI prints show them as visible escapes, and --json stays valid JSON.
 local cjson = require("cjson")
 local errors = require("moonbatch.errors")
-local moonbatch = require("moonbatch")
 local standin = require("spec.standin_helper")
 local cli = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")

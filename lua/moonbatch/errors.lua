@@ -293,9 +293,9 @@ local function redact_url(url, path, secret)
   return redact_path(url, secret)
 end
 
---- errors.redact_url(url, path, secret): a URL (or path) without the key: a long key anywhere, a short one as a whole segment or query
--- value (never the library's own segments). `path`, when given, is the URL's end the library
--- built, and the rest the caller's own base URL.
+--- errors.redact_url(url, path, secret): a URL (or path) without the key: a long key anywhere,
+-- a short one as a whole token of a segment or query value, never the library's own segments.
+-- `path`, when given, is the URL's end the library built, the rest the caller's own base URL.
 errors.redact_url = redact_url
 
 -- Printable text. Anything from the network may carry terminal control sequences (a window
