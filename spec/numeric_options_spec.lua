@@ -6,6 +6,8 @@ local moonbatch = require("moonbatch")
 local core = require("moonbatch.core")
 local scheduler = require("moonbatch.scheduler")
 local standin = require("spec.standin_helper")
+local cli = require("spec.support.moonbatch_cli")
+local shell = require("spec.support.shell")
 
 local KEY = "sk-numeric-spec"
 local NAN, INF = 0 / 0, math.huge
@@ -166,6 +168,35 @@ describe("numeric options", function()
           end
         end
       end
+    end
+  end)
+
+  describe("the command line's numeric flags", function()
+    local dir
+    setup(function() dir = shell.trim(shell.capture("mktemp -d")) end)
+    teardown(function() os.execute("rm -rf " .. shell.quote(dir)) end)
+    local flags = {
+      { { "files" }, "limit", true, "1000001" }, { { "batches" }, "limit", true, "1000001" },
+      { { "wait", "b" }, "interval", false, "2e7" }, { { "wait", "b" }, "timeout", false, "2e7" },
+      { { "job", "run", "in.jsonl", "-o", "out.jsonl" }, "concurrency", true, "1025" },
+      { { "job", "run", "in.jsonl", "-o", "out.jsonl" }, "shard-lines", true, "1e300" },
+      { { "job", "run", "in.jsonl", "-o", "out.jsonl" }, "shard-bytes", true, "inf" },
+      { { "job", "run", "in.jsonl", "-o", "out.jsonl" }, "interval", false, "1e999" },
+    }
+    for _, f in ipairs(flags) do
+      local values = { "nan", "inf", "-inf", "1e999", "0", "-1", "abc", f[4] }
+      if f[3] then values[#values + 1] = "1.5" end
+      it(("%s --%s"):format(table.concat(f[1], " "), f[2]), function()
+        for _, v in ipairs(values) do
+          local words = { "--provider", "openai", "--base-url", "http://127.0.0.1:9/v1" }
+          for _, w in ipairs(f[1]) do words[#words + 1] = w end
+          words[#words + 1] = "--" .. f[2]
+          words[#words + 1] = v
+          local code, _, err = cli.run(dir, words, { OPENAI_API_KEY = KEY })
+          assert.equal(2, code, v .. ": " .. err)
+          assert.truthy(err:find("option --" .. f[2] .. " needs", 1, true), v .. ": " .. err)
+        end
+      end)
     end
   end)
 

@@ -253,14 +253,14 @@ local FLAGS = {
   purpose = { value = "PURPOSE" },
   filename = { value = "NAME" },
   metadata = { value = "KEY=VALUE", many = true },
-  limit = { value = "N", integer = true },
+  limit = { value = "N", integer = true, max = 1e6 },
   all = {},
   interval = { value = "SECONDS", number = true },
   timeout = { value = "SECONDS", number = true },
   ["no-validate"] = {},
   output = { short = "o", value = "PATH" },
   errors = { value = "PATH" },
-  concurrency = { value = "N", integer = true },
+  concurrency = { value = "N", integer = true, max = 1024 },
   ["shard-lines"] = { value = "N", integer = true },
   ["shard-bytes"] = { value = "N", integer = true },
 }
@@ -658,14 +658,16 @@ function cli.parse(argv)
         end
         if flag.integer then
           local n = tonumber(value)
-          if not n or n ~= math.floor(n) or n < 1 then
-            usage_error(("option --%s needs a whole number >= 1, not '%s'"):format(name, value), parsed.command)
+          if not n or n ~= math.floor(n) or n < 1 or n > (flag.max or 2 ^ 53) then
+            usage_error(("option --%s needs a whole number from 1 to %d, not '%s'")
+              :format(name, flag.max or 2 ^ 53, value), parsed.command)
           end
           value = math.floor(n)
         elseif flag.number then
           local n = tonumber(value)
-          if not n or n <= 0 or n ~= n or n == math.huge then
-            usage_error(("option --%s needs a number of seconds > 0, not '%s'"):format(name, value), parsed.command)
+          if not n or n <= 0 or n ~= n or n > 1e7 then
+            usage_error(("option --%s needs a number of seconds > 0 and at most 10000000, not '%s'")
+              :format(name, value), parsed.command)
           end
           value = n
         end
