@@ -382,6 +382,45 @@ describe("redaction", function()
       assert.truthy(out:find("Authorization: Bearer [redacted]", 1, true), out)
     end)
 
+    it("a short key leaves the CLI's own words alone (field names, numbers, the msg's start)", function()
+      -- (keys the stand-in's own redaction of its replies leaves whole: "1" or "id" would break them)
+      for _, key in ipairs({ "api", "GET", "files", "v1" }) do
+        local short = standin.start({ key = key })
+        local c = moonbatch.new({ provider = "openai", base_url = short.urls.openai, api_key = key })
+        local path = dir .. "/one.jsonl"
+        local f = assert(io.open(path, "w"))
+        f:write('{"custom_id":"1","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}\n')
+        f:close()
+        assert(c.files.upload({ file = path }))
+        -- a local file's problems are the library's own words: "line 1" stays
+        local bad = dir .. "/bad.jsonl"
+        f = assert(io.open(bad, "w"))
+        f:write('{"custom_id":"1","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[]}}\n')
+        f:close()
+        local _, vmsg = c.files.upload({ file = bad })
+        assert.truthy(vmsg:find("line 1", 1, true), vmsg)
+        local function run(args)
+          local words = { "--provider", "openai", "--base-url", short.urls.openai }
+          for _, w in ipairs(args) do words[#words + 1] = w end
+          return cli.run(dir, words, { OPENAI_API_KEY = key })
+        end
+        local code, out, err = run({ "files", "--json" })
+        assert.equal(0, code, err)
+        local page = cjson.decode(out)
+        local file = (page.data or page)[1]
+        assert.is_string(file.id, out)
+        assert.is_number(file.bytes, out)
+        assert.is_number(file.created_at, out)
+        code, out, err = run({ "files" })
+        assert.equal(0, code, err)
+        assert.truthy(out:find("^ID"), out)
+        code, _, err = run({ "status", "batch_nosuch" })
+        assert.equal(1, code)
+        assert.truthy(err:find("moonbatch: openai GET /batches/batch_nosuch: HTTP 404", 1, true), key .. ": " .. err)
+        short:stop()
+      end
+    end)
+
     it("the CLI prints no piece of it, text or --json", function()
       for _, args in ipairs({ { "files" }, { "files", "--json" }, { "status", "batch_x" }, { "status", "batch_x", "--json" } }) do
         s:reset()

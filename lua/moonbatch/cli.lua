@@ -765,11 +765,26 @@ function Context:warn(text)
   io.stderr:write(errors.printable(self:redact(text), true) .. "\n")
 end
 
--- every key the command holds, in any encoding (moonbatch.errors.redact)
-function Context:redact(s)
+-- the keys the command holds out of `s`, in any encoding (moonbatch.errors.redact). Every line
+-- printed loses the long ones; a short key ("k", "1") would hit the command's own words, so it
+-- goes only from the network's values (`values`: Context:redacted), as whole tokens.
+function Context:redact(s, values)
   s = tostring(s)
-  for _, secret in ipairs(self.secrets) do s = errors.redact(s, secret) end
+  for _, secret in ipairs(self.secrets) do
+    if values or #secret >= errors.SHORT_KEY then s = errors.redact(s, secret) end
+  end
   return s
+end
+
+-- a copy of an object from the network with every string value redacted (field names kept)
+function Context:redacted(value)
+  if type(value) == "string" then return self:redact(value, true) end
+  if type(value) ~= "table" or #self.secrets == 0 then return value end
+  local out = {}
+  for k, v in pairs(value) do
+    if k ~= "raw" then out[k] = self:redacted(v) end
+  end
+  return out
 end
 
 -- standard output: the result
@@ -780,12 +795,13 @@ end
 
 -- JSON stays valid JSON: DEL, C1 controls and bidi overrides as \u escapes
 function Context:print_json(value)
-  self:out(errors.printable_json(cli.json(value)))
+  self.reporter:close_line()
+  io.stdout:write(errors.printable_json(cli.json(self:redacted(value))), "\n")
 end
 
 function Context:print_object(obj, fields)
   if self.json then return self:print_json(obj) end
-  for _, line in ipairs(field_lines(obj, fields)) do self:out(line) end
+  for _, line in ipairs(field_lines(self:redacted(obj), fields)) do self:out(line) end
 end
 
 --- The library: loaded only for commands that need it, so --help works without the C module.
@@ -1067,6 +1083,7 @@ local function list_command(ctx, kind, opts, header, row)
   else
     page = ctx:check(api.list(opts))
   end
+  page = ctx:redacted(page)
   if ctx.json then
     ctx:print_json(page)
     return EXIT_OK

@@ -458,11 +458,17 @@ local request_id_headers = { "x-request-id", "request-id", "x-siliconcloud-trace
 -- ctx: {provider, method, path, url, secret}; fields: kind, status, message, code, type, param,
 -- retryable, retry_after, attempts, body, headers.
 -- Only what came from outside is redacted (message, code, type, param, body, request_id, the
--- ids in path and url): kind, method and provider are the library's own and kept as they are.
+-- ids in path and url): kind, method and provider are the library's own and kept as they are;
+-- a short key is not looked for in the messages of local failures (kinds validation and io).
 -- msg is one printable line (errors.printable), redacted before it is cut.
 function errors.make(ctx, fields)
   local secret = ctx.secret
   if type(secret) ~= "string" or secret == "" then secret = nil end
+  -- a local failure (a file's lines, a refused setting) is the library's own text: a short key
+  -- would only hit its words ("line 1"); a long one is still taken out
+  if secret and #secret < SHORT_KEY and (fields.kind == "validation" or fields.kind == "io") then
+    secret = nil
+  end
   local function outside(v)
     if type(v) ~= "string" then return v end
     return redact_cut(v, secret, MESSAGE_LIMIT)
