@@ -236,6 +236,17 @@ describe("numeric options", function()
       end
     end)
 
+    it("core.validate's counts: NaN, -inf, negative and fractions refused; math.huge is no limit", function()
+      for _, name in ipairs({ "max_lines", "max_bytes", "max_custom_id" }) do
+        for _, v in ipairs({ NAN, -INF, -1, 1.5 }) do
+          local ok, err = pcall(core.validate, input, { [name] = v })
+          assert.is_false(ok)
+          assert.truthy(tostring(err):find("bad option '" .. name .. "'", 1, true), err)
+        end
+        assert.truthy(core.validate(input, { [name] = INF }))
+      end
+    end)
+
     it("m:wait(NaN) and core.sleep(NaN) return at once", function()
       local m = core.multi()
       assert.equal(0, m:wait(NAN))
