@@ -1,6 +1,7 @@
 --- moonbatch: a client for LLM batch-inference APIs (SiliconFlow, Together AI, OpenAI-compatible).
 -- require("moonbatch") returns this plain table and touches nothing global.
 -- @module moonbatch
+local args = require("moonbatch.args")
 local client = require("moonbatch.client")
 local core = require("moonbatch.core")
 
@@ -25,8 +26,7 @@ function moonbatch.concurrently(fns, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("moonbatch.concurrently: bad argument #2 'opts' (table expected, got %s)"):format(type(opts)), 2)
   end
-  require("moonbatch.args").check_number("moonbatch.concurrently", "concurrency",
-    opts and opts.concurrency, require("moonbatch.args").CONCURRENCY)
+  args.check_number("moonbatch.concurrently", "concurrency", opts and opts.concurrency, args.CONCURRENCY)
   return require("moonbatch.scheduler").run(fns, opts)
 end
 
