@@ -95,7 +95,18 @@ local function decode_once(s, from0, to0)
     local text, last = nil, i
     local b = s:byte(i)
     if b == 92 or b == 37 or b == 38 then text, last = escape_at(s, i) end -- \ % &
-    if text then changed = true else text, last = s:sub(i, i), i end
+    if text then
+      changed = true
+    elseif b == 92 then -- a run of backslashes that escapes nothing we decode: as it is, whole
+      last = (s:find("[^\\]", i + 1) or len + 1) - 1
+      for k = i, last do
+        n = n + 1
+        out[n], from[n], to[n] = "\\", from0[k], to0[k]
+      end
+      text = ""
+    else
+      text, last = s:sub(i, i), i
+    end
     for k = 1, #text do
       n = n + 1
       out[n], from[n], to[n] = text:sub(k, k), from0[i], to0[last]
