@@ -113,7 +113,7 @@ static int multi_wait(lua_State *L)
 {
     multi *m = check_multi(L);
     lua_Number s = luaL_optnumber(L, 2, 1);
-    int ms = s <= 0 ? 0 : s > 3600 ? 3600000 : (int)(s * 1000 + 0.5);
+    int ms = !(s > 0) ? 0 : s > 3600 ? 3600000 : (int)(s * 1000 + 0.5); /* NaN: 0 */
     int ready = 0;
     CURLMcode code = curl_multi_poll(m->handle, NULL, 0, ms, &ready);
     if (code != CURLM_OK)

@@ -57,6 +57,33 @@ double options_number(lua_State *L, int idx, const char *name, double dflt, cons
     return v;
 }
 
+/* ** a number for a message: 16 significant digits (2^53 whole), NaN named */
+static const char *number_text(char *buf, size_t size, double v)
+{
+    if (v != v)
+        return "NaN";
+    snprintf(buf, size, "%.16g", v);
+    return buf;
+}
+
+double options_range(lua_State *L, int idx, const char *name, double dflt, double min, double max,
+                     const char *who)
+{
+    double v = dflt;
+    if (options_get(L, idx, name, LUA_TNUMBER, who)) {
+        v = (double)lua_tonumber(L, -1);
+        /* written so that NaN fails too: it compares false with everything */
+        if (!(v >= min && v <= max)) {
+            char a[32], b[32], c[32];
+            luaL_error(L, "%s: bad option '%s' (a number from %s to %s expected, got %s)", who, name,
+                       number_text(a, sizeof a, min), number_text(b, sizeof b, max),
+                       number_text(c, sizeof c, v));
+        }
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
 int options_sorted_keys(lua_State *L, int idx, const char *who, const char *what, int numbers)
 {
     int names;

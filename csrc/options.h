@@ -11,8 +11,14 @@ int options_get(lua_State *L, int idx, const char *name, int type, const char *w
 /* ** t[name] as a string (NULL when absent; raises when required and absent). The string
  * stays valid while the table holds it. */
 const char *options_string(lua_State *L, int idx, const char *name, int required, const char *who);
-/* ** t[name] as a number >= 0, or `dflt` when absent */
+/* ** t[name] as a number >= 0 (math.huge included: never cast it unchecked), or `dflt` when
+ * absent */
 double options_number(lua_State *L, int idx, const char *name, double dflt, const char *who);
+
+/* ** t[name] as a number from min to max, or `dflt` when absent; raises naming the option for
+ * NaN, an infinity or a value out of range, so a cast of the value to long or size_t is safe */
+double options_range(lua_State *L, int idx, const char *name, double dflt, double min, double max,
+                     const char *who);
 
 /* ** push a sequence of the string keys of the table at idx, sorted, so that extra fields and
  * query parameters go out in a stable order; raises unless the values are strings (or numbers,

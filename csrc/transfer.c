@@ -7,6 +7,7 @@
  * C buffers and become Lua values after the transfer. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,7 +460,13 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 
 #define WHO "moonbatch.core"
 #define string_option(L, idx, name, required) options_string((L), (idx), (name), (required), WHO)
-#define number_option(L, idx, name, dflt) options_number((L), (idx), (name), (dflt), WHO)
+/* a number in [0, max]: NaN, infinities and values a cast to long or size_t cannot hold raise */
+#define number_option(L, idx, name, dflt, max) options_range((L), (idx), (name), (dflt), 0, (max), WHO)
+/* seconds whose milliseconds fit a 32-bit long (CURLOPT_TIMEOUT_MS), a long's count */
+#define MAX_SECONDS 2147483.0
+#define MAX_LONG 2147483647.0
+/* a size_t, and exact in a double */
+#define MAX_BYTES ((double)SIZE_MAX < 9007199254740992.0 ? (double)SIZE_MAX : 9007199254740992.0)
 #define get_option(L, idx, name, type) options_get((L), (idx), (name), (type), WHO)
 
 /* header names and values must not smuggle in another header */
@@ -633,11 +640,11 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
     url = string_option(L, opts, "url", 1);
     method = string_option(L, opts, "method", 0);
     cainfo = string_option(L, opts, "cainfo", 0);
-    timeout = number_option(L, opts, "timeout", 0);
-    connect_timeout = number_option(L, opts, "connect_timeout", 0);
-    low_speed_limit = number_option(L, opts, "low_speed_limit", 0);
-    low_speed_time = number_option(L, opts, "low_speed_time", 0);
-    t->max_reply = (size_t)number_option(L, opts, "max_reply_bytes", (double)DEFAULT_MAX_REPLY);
+    timeout = number_option(L, opts, "timeout", 0, MAX_SECONDS);
+    connect_timeout = number_option(L, opts, "connect_timeout", 0, MAX_SECONDS);
+    low_speed_limit = number_option(L, opts, "low_speed_limit", 0, MAX_LONG);
+    low_speed_time = number_option(L, opts, "low_speed_time", 0, MAX_LONG - 1);
+    t->max_reply = (size_t)number_option(L, opts, "max_reply_bytes", (double)DEFAULT_MAX_REPLY, MAX_BYTES);
     {
         /* copied: the path must not depend on the options table staying alive */
         const char *output = string_option(L, opts, "output", 0);

@@ -55,7 +55,7 @@ describe("moonbatch", function()
       assert.has_error(function() moonbatch.new({ timeout = "1" }) end,
         "moonbatch.new: bad option 'timeout' (number expected, got string)")
       assert.has_error(function() moonbatch.new({ max_retries = 1.5 }) end,
-        "moonbatch.new: bad option 'max_retries' (integer expected, got number)")
+        "moonbatch.new: bad option 'max_retries' (an integer from 0 to 100 expected, got 1.5)")
       assert.has_error(function() moonbatch.new("siliconflow") end)
     end)
 

@@ -3,6 +3,7 @@
 -- 2 a usage error, 130 interrupted. Results go to standard output (JSON with --json, short
 -- `key: value` lines otherwise); steps and progress go to standard error.
 -- @module moonbatch.cli
+local errors = require("moonbatch.errors")
 local fs = require("moonbatch.fs")
 local progress = require("moonbatch.progress")
 
@@ -170,7 +171,7 @@ local BATCH_FIELDS = { "id", "status", "endpoint", "input_file_id", "output_file
 
 local function field_lines(obj, fields)
   local lines = {}
-  local function add(k, v) lines[#lines + 1] = k .. ": " .. v end
+  local function add(k, v) lines[#lines + 1] = k .. ": " .. errors.printable(v) end
   for _, name in ipairs(fields) do
     local v = obj[name]
     if v == nil then -- luacheck: ignore 542 (absent: nothing to say)
@@ -199,7 +200,11 @@ end
 -- columns of `rows` (lists of strings) padded to their widest cell, the last column unpadded
 local function table_lines(header, rows)
   local all = { header }
-  for _, row in ipairs(rows) do all[#all + 1] = row end
+  for _, row in ipairs(rows) do
+    local printable = {}
+    for i, cell in ipairs(row) do printable[i] = errors.printable(cell) end
+    all[#all + 1] = printable
+  end
   local widths = {}
   for _, row in ipairs(all) do
     for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #cell) end
@@ -250,14 +255,14 @@ local FLAGS = {
   purpose = { value = "PURPOSE" },
   filename = { value = "NAME" },
   metadata = { value = "KEY=VALUE", many = true },
-  limit = { value = "N", integer = true },
+  limit = { value = "N", integer = true, max = 1e6 },
   all = {},
   interval = { value = "SECONDS", number = true },
   timeout = { value = "SECONDS", number = true },
   ["no-validate"] = {},
   output = { short = "o", value = "PATH" },
   errors = { value = "PATH" },
-  concurrency = { value = "N", integer = true },
+  concurrency = { value = "N", integer = true, max = 1024 },
   ["shard-lines"] = { value = "N", integer = true },
   ["shard-bytes"] = { value = "N", integer = true },
 }
@@ -664,14 +669,16 @@ function cli.parse(argv)
         end
         if flag.integer then
           local n = tonumber(value)
-          if not n or n ~= math.floor(n) or n < 1 then
-            usage_error(("option --%s needs a whole number >= 1, not '%s'"):format(name, value), parsed.command)
+          if not n or n ~= math.floor(n) or n < 1 or n > (flag.max or 2 ^ 53) then
+            usage_error(("option --%s needs a whole number from 1 to %d, not '%s'")
+              :format(name, flag.max or 2 ^ 53, value), parsed.command)
           end
           value = math.floor(n)
         elseif flag.number then
           local n = tonumber(value)
-          if not n or n <= 0 or n ~= n or n == math.huge then
-            usage_error(("option --%s needs a number of seconds > 0, not '%s'"):format(name, value), parsed.command)
+          if not n or n <= 0 or n ~= n or n > 1e7 then
+            usage_error(("option --%s needs a number of seconds > 0 and at most 10000000, not '%s'")
+              :format(name, value), parsed.command)
           end
           value = n
         end
@@ -754,6 +761,7 @@ local function new_context(parsed)
   ctx.reporter = progress.new({
     stream = io.stderr, tty = tty, width = tty and terminal_width() or 80, quiet = opts.quiet,
     clock = function() return ctx.core and ctx.core.now() or os.clock() end,
+    redact = function(text) return ctx:redact(text) end,
   })
   return ctx
 end
@@ -772,38 +780,46 @@ end
 -- standard error even with --quiet: warnings and failures
 function Context:warn(text)
   self.reporter:close_line()
-  io.stderr:write(self:redact(text) .. "\n")
+  io.stderr:write(errors.printable(self:redact(text), true) .. "\n")
 end
 
-function Context:redact(s)
+-- the keys the command holds out of `s`, in any encoding (moonbatch.errors.redact). Every line
+-- printed loses the long ones; a short key ("k", "1") would hit the command's own words, so it
+-- goes only from the network's values (`values`: Context:redacted), as whole tokens.
+function Context:redact(s, values)
   s = tostring(s)
   for _, secret in ipairs(self.secrets) do
-    local i, out = 1, {}
-    while true do
-      local a, b = s:find(secret, i, true)
-      if not a then break end
-      out[#out + 1] = s:sub(i, a - 1) .. "[redacted]"
-      i = b + 1
-    end
-    out[#out + 1] = s:sub(i)
-    s = table.concat(out)
+    if values or #secret >= errors.SHORT_KEY then s = errors.redact(s, secret) end
   end
   return s
+end
+
+-- a copy of an object from the network with every string value redacted (field names kept)
+function Context:redacted(value)
+  if type(value) == "string" then return self:redact(value, true) end
+  if type(value) ~= "table" or #self.secrets == 0 then return value end
+  local out = {}
+  for k, v in pairs(value) do
+    if k ~= "raw" then out[k] = self:redacted(v) end
+  end
+  return out
 end
 
 -- standard output: the result
 function Context:out(text)
   self.reporter:close_line() -- stdout may be the same terminal as a bar on stderr
-  io.stdout:write(text, "\n")
+  io.stdout:write(errors.printable(self:redact(text), true), "\n")
 end
 
+-- JSON stays valid JSON: DEL, C1 controls and bidi overrides as \u escapes
 function Context:print_json(value)
-  self:out(self:redact(cli.json(value)))
+  self.reporter:close_line()
+  io.stdout:write(errors.printable_json(cli.json(self:redacted(value))), "\n")
 end
 
 function Context:print_object(obj, fields)
   if self.json then return self:print_json(obj) end
-  for _, line in ipairs(field_lines(obj, fields)) do self:out(line) end
+  for _, line in ipairs(field_lines(self:redacted(obj), fields)) do self:out(line) end
 end
 
 --- The library: loaded only for commands that need it, so --help works without the C module.
@@ -1103,6 +1119,7 @@ local function list_command(ctx, kind, opts, header, row)
   else
     page = ctx:check(api.list(opts))
   end
+  page = ctx:redacted(page)
   if ctx.json then
     ctx:print_json(page)
     return EXIT_OK
@@ -1557,7 +1574,7 @@ function cli.main(argv)
     clean_up(ctx)
   end
   local function say(text)
-    io.stderr:write((ctx and ctx:redact(text) or text) .. "\n")
+    io.stderr:write(errors.printable(ctx and ctx:redact(text) or text, true) .. "\n")
   end
   local code
   if getmetatable(result) == Failure then

@@ -22,11 +22,14 @@ client.providers = { "siliconflow", "siliconflow-global", "together", "openai" }
 local known_provider = {}
 for _, name in ipairs(client.providers) do known_provider[name] = true end
 
+-- numeric options: finite, in range (NaN, infinities, 0 where it means nothing are refused)
 local option_types = {
-  provider = "string", api_key = "string", base_url = "string", timeout = "number",
-  connect_timeout = "number", max_retries = "integer", deadline = "number", headers = "table",
-  on_progress = "function", cainfo = "string", max_reply_bytes = "number", allow_http = "boolean",
-  low_speed_limit = "number", low_speed_time = "number",
+  provider = "string", api_key = "string", base_url = "string", timeout = args.TIMEOUT,
+  connect_timeout = args.TIMEOUT, max_retries = args.number({ integer = true, min = 0, max = 100 }),
+  deadline = args.SECONDS, headers = "table", on_progress = "function", cainfo = "string",
+  max_reply_bytes = args.COUNT, allow_http = "boolean",
+  low_speed_limit = args.number({ integer = true, min = 1, max = 2 ^ 31 - 1 }), -- bytes/s
+  low_speed_time = args.number({ integer = true, min = 1, max = 1e7 }),          -- whole seconds
   -- seams for tests and schedulers: the clock and sleep the retries use, and their jitter
   clock = "function", sleep = "function", random = "function",
 }
@@ -75,18 +78,31 @@ end
 
 local debug_log = os.getenv("MOONBATCH_LOG") == "debug"
 
--- MOONBATCH_LOG=debug: one line per exchange on stderr, the key redacted
+-- MOONBATCH_LOG=debug: one line per exchange on stderr, printable, the key redacted (the
+-- credentials' headers whole, the key wherever else it is, in any encoding)
+local CREDENTIAL_HEADER = { "auth", "key", "token", "secret", "cookie", "password" }
 local function log_exchange(self, req, body, res, info)
+  local key = self.api_key
   local headers = {}
   for k, v in pairs(req.headers or {}) do
-    if k:lower() == "authorization" then v = v:gsub("%s.*$", " [redacted]") end
+    local name = k:lower()
+    if name == "authorization" or name == "proxy-authorization" then
+      local scheme = v:match("^(%S+)%s")
+      v = scheme and (scheme .. " [redacted]") or "[redacted]"
+    else
+      for _, word in ipairs(CREDENTIAL_HEADER) do
+        if name:find(word, 1, true) then v = "[redacted]" end
+      end
+      v = errors.redact(v, key)
+    end
     headers[#headers + 1] = k .. ": " .. v
   end
   table.sort(headers)
-  local outcome = body ~= nil and ("HTTP %d"):format(res.status) or ("failed: %s (%s)"):format(res, info.kind)
-  local line = ("moonbatch: debug: %s %s [%s] -> %s\n"):format(req.method or "GET", req.url,
-    table.concat(headers, "; "), outcome)
-  io.stderr:write((errors.redact(line, self.api_key)))
+  local outcome = body ~= nil and ("HTTP %d"):format(res.status)
+    or ("failed: %s (%s)"):format(errors.redact(tostring(res), key), tostring(info and info.kind))
+  local line = ("moonbatch: debug: %s %s [%s] -> %s"):format(req.method or "GET",
+    errors.redact_url(req.url, nil, key), table.concat(headers, "; "), outcome)
+  io.stderr:write(errors.printable(line), "\n")
 end
 
 -- one exchange, through the scheduler inside one of its tasks, else on the client's session
@@ -333,7 +349,7 @@ local function files_upload(self, opts)
   return file, msg, info
 end
 
-local list_spec = { purpose = "string", limit = "integer", after = "string" }
+local list_spec = { purpose = "string", limit = args.PAGE, after = "string" }
 
 --- One page of files.
 -- @function files.list
@@ -398,7 +414,7 @@ local function each(self, list, what, path)
   end
 end
 
-local each_spec = { purpose = "string", limit = "integer" }
+local each_spec = { purpose = "string", limit = args.PAGE }
 
 --- Every file, page after page.
 -- @function files.each
@@ -520,7 +536,7 @@ local function files_download(self, id, path, opts)
   end
 end
 
-local many_spec = { concurrency = "integer", validate = "boolean" }
+local many_spec = { concurrency = args.CONCURRENCY, validate = "boolean" }
 
 --- Upload many files at once, on one connection pool (see moonbatch.concurrently).
 -- @function files.upload_many
@@ -616,7 +632,7 @@ local function batches_cancel(self, id)
   return client.call(self, { method = "POST", path = path, run = exchange(self, "POST", path), parse = p.batch })
 end
 
-local batches_list_spec = { limit = "integer", after = "string" }
+local batches_list_spec = { limit = args.PAGE, after = "string" }
 
 --- One page of batches.
 -- @function batches.list
@@ -647,7 +663,7 @@ end
 -- @treturn function an iterator over every Batch; it raises the error message when a page
 -- cannot be fetched
 local function batches_each(self, opts)
-  args.check("batches.each", opts, { limit = "integer" })
+  args.check("batches.each", opts, { limit = args.PAGE })
   opts = opts or {}
   local p = self.provider
   return each(self, function(after)
@@ -655,7 +671,8 @@ local function batches_each(self, opts)
   end, "batches", p.batches_path)
 end
 
-local wait_spec = { interval = "number", timeout = "number", on_update = "function", max_interval = "number" }
+local wait_spec = { interval = args.SECONDS, timeout = args.number({ min = 0, max = 1e7 }),
+                    on_update = "function", max_interval = args.SECONDS }
 
 -- what on_update cares about: the status and the counts
 local function progress_key(b)
@@ -725,12 +742,6 @@ function client.new(opts)
   opts = opts or {}
   local name = opts.provider or "siliconflow"
   local p = client.provider(name, "moonbatch.new")
-  for _, n in ipairs({ "timeout", "connect_timeout", "deadline", "max_retries", "low_speed_limit",
-                       "low_speed_time" }) do
-    if opts[n] and opts[n] < 0 then
-      error(("moonbatch.new: bad option '%s' (a number >= 0 expected)"):format(n), 2)
-    end
-  end
   local base_url = opts.base_url or env("MOONBATCH_BASE_URL") or p.base_url
   local refused = client.insecure(base_url, opts.allow_http)
   if refused then error("moonbatch.new: bad base_url: " .. refused, 2) end

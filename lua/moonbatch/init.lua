@@ -1,6 +1,7 @@
 --- moonbatch: a client for LLM batch-inference APIs (SiliconFlow, Together AI, OpenAI-compatible).
 -- require("moonbatch") returns this plain table and touches nothing global.
 -- @module moonbatch
+local args = require("moonbatch.args")
 local client = require("moonbatch.client")
 local core = require("moonbatch.core")
 
@@ -60,6 +61,13 @@ end
 --   function() return client.batches.wait("batch_b") end,
 -- })                                    -- done[i] = { n = 3, batch_or_nil, msg, info }
 function moonbatch.concurrently(fns, opts)
+  if type(fns) ~= "table" then
+    error(("moonbatch.concurrently: bad argument #1 'fns' (table expected, got %s)"):format(type(fns)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("moonbatch.concurrently: bad argument #2 'opts' (table expected, got %s)"):format(type(opts)), 2)
+  end
+  args.check_number("moonbatch.concurrently", "concurrency", opts and opts.concurrency, args.CONCURRENCY)
   return require("moonbatch.scheduler").run(fns, opts)
 end
 

@@ -622,8 +622,8 @@ end
 local run_spec = {
   input = "string", results = "string", errors = "string", manifest = "string",
   endpoint = "string", completion_window = "string", metadata = "table", replace = "table",
-  concurrency = "integer", max_lines = "integer", max_bytes = "integer", interval = "number",
-  max_interval = "number", on_event = "function",
+  concurrency = args.CONCURRENCY, max_lines = args.COUNT, max_bytes = args.COUNT,
+  interval = args.SECONDS, max_interval = args.SECONDS, on_event = "function",
 }
 
 local function summary_of(ctx)
@@ -899,8 +899,8 @@ end
 
 local retry_spec = {
   from = "string", from_manifest = "string", results = "string", errors = "string",
-  manifest = "string", input = "string", concurrency = "integer", interval = "number",
-  max_interval = "number", on_event = "function",
+  manifest = "string", input = "string", concurrency = args.CONCURRENCY, interval = args.SECONDS,
+  max_interval = args.SECONDS, on_event = "function",
 }
 
 --- Run again the requests of a finished job that failed or got no result, as a new job with the

@@ -3,6 +3,7 @@
 -- terminal's width, down to 40 columns and less; elsewhere, plain lines that are written once
 -- and never rewritten, so logs and pipes see no carriage returns.
 -- @module moonbatch.progress
+local printable = require("moonbatch.errors").printable
 local progress = {}
 
 local CLEAR_LINE = "\r\27[K"
@@ -108,9 +109,15 @@ function progress.new(opts)
     width = math.max(20, (opts.width or 80) - 1), -- a full line would wrap on some terminals
     clock = opts.clock or os.clock,
     quiet = opts.quiet and true or false,
+    redact = opts.redact or tostring, -- the caller's keys out of every text shown
     open = false,   -- whether a redrawn line is on screen without its newline yet
     active = nil,   -- the redrawn line's owner, for tick()
   }, Reporter)
+end
+
+-- network text (labels, statuses) as shown: no key, no terminal control sequence
+function Reporter:clean(text, keep_lines)
+  return printable(self.redact(text), keep_lines)
 end
 
 function Reporter:write(s)
@@ -136,7 +143,7 @@ end
 function Reporter:line(text)
   if self.quiet then return end
   self:close_line()
-  self:write(text .. "\n")
+  self:write(self:clean(text, true) .. "\n")
 end
 
 -- redraw the open line with `text`
@@ -161,7 +168,7 @@ Transfer.__index = Transfer
 -- says what starts and what ended in its own lines.
 function Reporter:transfer(label, total)
   local t = setmetatable({
-    reporter = self, label = label, total = total, scale_to = total, done = 0,
+    reporter = self, label = self:clean(label), total = total, scale_to = total, done = 0,
     started = self.clock(), drawn_at = nil, samples = {},
   }, Transfer)
   if self.tty and not self.quiet then
@@ -279,7 +286,7 @@ Status.__index = Status
 --- A status line for a batch being waited on: redrawn in place on a terminal (with the time
 -- since it started), one plain line per change elsewhere.
 function Reporter:status(label)
-  local s = setmetatable({ reporter = self, label = label, started = self.clock(), text = nil,
+  local s = setmetatable({ reporter = self, label = self:clean(label), started = self.clock(), text = nil,
                            fraction = nil, last_plain = nil }, Status)
   return s
 end
@@ -306,7 +313,8 @@ end
 -- `plain` is the line for a log; it is written only when it differs from the last one.
 function Status:update(text, fraction, plain)
   local r = self.reporter
-  self.text, self.fraction = text, fraction
+  self.text, self.fraction = text and r:clean(text), fraction
+  plain = plain and r:clean(plain)
   if r.quiet then return end
   if r.tty then
     if r.active ~= self then

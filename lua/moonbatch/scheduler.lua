@@ -3,12 +3,16 @@
 -- with the same retries, progress and errors as one at a time. Event loops (OpenResty, Neovim)
 -- can drive the same yields.
 -- @module moonbatch.scheduler
+local argcheck = require("moonbatch.args")
 local core = require("moonbatch.core")
 
 local scheduler = {}
 
 local unpack = table.unpack or unpack
 local function pack(...) return { n = select("#", ...), ... } end
+
+-- tasks at once: a whole number (0 counts as 1: an empty list's); NaN and infinities refused
+local CONCURRENCY = argcheck.number({ integer = true, min = 0, max = 2 ^ 31 })
 
 local TOKEN = {}                                 -- marks the yields that are ours
 local tasks = setmetatable({}, { __mode = "k" }) -- coroutine -> true while it is a task
@@ -48,6 +52,7 @@ end
 -- @return a loop, with the methods `spawn`, `pending`, `step`, `wait`, `close`
 function scheduler.new(opts)
   opts = opts or {}
+  argcheck.check_number("scheduler.new", "concurrency", opts.concurrency, CONCURRENCY)
   local loop = {
     multi = core.multi(),
     concurrency = math.max(1, opts.concurrency or 8),
@@ -213,6 +218,7 @@ end
 -- @raise the error a task raised
 function scheduler.run(fns, opts)
   -- inside a task (an event loop's, or a nested concurrently): children of the same loop
+  argcheck.check_number("moonbatch.concurrently", "concurrency", opts and opts.concurrency, CONCURRENCY)
   if scheduler.current() then return resumed(coroutine.yield(TOKEN, "join", fns, opts)) end
   local loop = scheduler.new(opts)
   local results, failure = {}, nil
