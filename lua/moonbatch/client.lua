@@ -6,17 +6,17 @@ local args = require("moonbatch.args")
 local errors = require("moonbatch.errors")
 local objects = require("moonbatch.objects")
 local retry = require("moonbatch.retry")
+local providers = require("moonbatch.providers")
 local scheduler = require("moonbatch.scheduler")
 local validate = require("moonbatch.validate")
 
 local client = {}
 
-client.providers = { "siliconflow", "siliconflow-global", "together", "openai" }
-local known_provider = {}
-for _, name in ipairs(client.providers) do known_provider[name] = true end
+--- Every provider's name (moonbatch.providers.list: the table names() fills and returns).
+client.providers = providers.list
 
 local option_types = {
-  provider = "string", api_key = "string", base_url = "string", timeout = "number",
+  provider = "string", api_key = "string", base_url = "string", timeout = "number", api_version = "string",
   connect_timeout = "number", max_retries = "integer", deadline = "number", headers = "table",
   on_progress = "function", cainfo = "string", max_reply_bytes = "number", allow_http = "boolean",
   low_speed_limit = "number", low_speed_time = "number",
@@ -24,13 +24,15 @@ local option_types = {
   clock = "function", sleep = "function", random = "function",
 }
 
---- The provider table of `name`; raises (at the caller's caller) for an unknown one.
+-- the same options with a provider given as data (a table)
+local option_types_data = {}
+for k, v in pairs(option_types) do option_types_data[k] = v end
+option_types_data.provider = "table"
+
+--- The provider table of `name` (or of a data table); raises (at the caller's caller) for an
+-- unknown one or a bad table.
 function client.provider(name, who)
-  if not known_provider[name] then
-    error(("%s: unknown provider '%s' (known: %s)")
-      :format(who, tostring(name), table.concat(client.providers, ", ")), 3)
-  end
-  return require("moonbatch.providers." .. name)
+  return providers.get(name, who)
 end
 
 local function nonempty(s)
@@ -67,6 +69,7 @@ local function log_exchange(self, req, body, res, info)
   local headers = {}
   for k, v in pairs(req.headers or {}) do
     if k:lower() == "authorization" then v = v:gsub("%s.*$", " [redacted]") end
+    if k:lower() == "api-key" then v = "[redacted]" end
     headers[#headers + 1] = k .. ": " .. v
   end
   table.sort(headers)
@@ -135,7 +138,8 @@ end
 -- the error context of `op`, made only when a call fails
 local function context(self, op)
   return { provider = self.provider.name, method = op.method, path = op.path,
-           url = self.base_url .. op.path, secret = self.api_key }
+           url = self.base_url .. op.path, secret = self.api_key,
+           request_id_headers = self.provider.request_id_headers }
 end
 
 --- Run `op` ({method, path, run(timeout, headers), parse(body, res)}) with retries.
@@ -145,7 +149,7 @@ function client.call(self, op)
   op.provider = p
   if not self.api_key and op.needs_key ~= false then
     return nil, errors.make(context(self, op), { kind = "validation", attempts = 0, message =
-      ("no API key: set %s or MOONBATCH_API_KEY, or pass api_key"):format(p.key_env) })
+      ("no API key: set %sMOONBATCH_API_KEY, or pass api_key"):format(p.key_env and p.key_env .. " or " or "") })
   end
   local headers = self.headers
   if op.method == "POST" then
@@ -192,15 +196,24 @@ function client.call(self, op)
   end
 end
 
--- options moonbatch.core takes from the client on every exchange
+local with_key
+
+-- options moonbatch.core takes from the client on every exchange (the key in the provider's
+-- headers, so core adds no bearer of its own)
 local function transport(self, timeout, headers, on_progress)
   return {
-    base_url = self.base_url, api_key = self.api_key, prepare = true,
-    timeout = timeout, connect_timeout = self.connect_timeout, headers = headers,
+    base_url = self.base_url, headers = with_key(self, headers), prepare = true,
+    timeout = timeout, connect_timeout = self.connect_timeout,
     on_progress = on_progress or self.on_progress, cainfo = self.cainfo,
     max_reply_bytes = self.max_reply_bytes,
     low_speed_limit = self.low_speed_limit, low_speed_time = self.low_speed_time,
   }
+end
+
+-- a request core prepared, with the provider's query (Azure's api-version) added
+local function with_query(self, req)
+  req.query = self.provider.query(req.query, self)
+  return req
 end
 
 local function with(t, extra)
@@ -210,8 +223,9 @@ end
 
 -- files ------------------------------------------------------------------------------------
 
--- the call's headers with the bearer key (made once per client for the calls that add none)
-local function with_key(self, headers)
+-- the call's headers with the key in the provider's headers (made once per client for the calls
+-- that add none)
+function with_key(self, headers)
   if headers == self.headers then
     if not self.keyed_headers then
       self.keyed_headers = with_key(self, copy(headers))
@@ -219,13 +233,16 @@ local function with_key(self, headers)
     return self.keyed_headers
   end
   local h = copy(headers)
-  if self.api_key then h.Authorization = "Bearer " .. self.api_key end
+  if self.api_key then
+    for k, v in pairs(self.provider.auth_headers(self.api_key)) do h[k] = v end
+  end
   return h
 end
 
 -- a GET, POST or DELETE on a path below base_url through the generic request
 local function exchange(self, method, path, query)
   local url = self.base_url .. path
+  query = self.provider.query(query, self)
   return function(timeout, headers)
     return perform(self, {
       method = method, url = url, query = query, headers = with_key(self, headers),
@@ -280,7 +297,7 @@ local function files_upload(self, opts)
           if part.file then part.validate = check end
         end
       end
-      local body, res, failure = perform(self, req)
+      local body, res, failure = perform(self, with_query(self, req))
       if body == nil and failure.kind == "validation" then rejected = failure.report end
       return body, res, failure
     end,
@@ -404,11 +421,11 @@ local function files_download(self, id, path, opts)
   local op = {
     method = "GET", path = op_path, expects_json = false, needs_key = not url_given,
     run = function(timeout, headers)
-      local h = copy(headers)
       -- a result URL is fetched as it is: the key goes only to the provider's own API
-      if self.api_key and not url_given then h.Authorization = "Bearer " .. self.api_key end
+      local h = url_given and copy(headers) or with_key(self, headers)
       return perform(self, {
         url = url_given and id or (self.base_url .. op_path), headers = h, output = temp,
+        query = not url_given and p.query(nil, self) or nil,
         timeout = timeout, connect_timeout = self.connect_timeout,
         cainfo = self.cainfo, on_progress = opts.on_progress or self.on_progress,
         low_speed_limit = self.low_speed_limit, low_speed_time = self.low_speed_time,
@@ -485,13 +502,13 @@ local function batches_create(self, opts)
     opts = copy(opts)
     opts.idempotency_key = nil
   end
-  local body = p.create_options(opts)
+  local body = p.create_options(opts, p)
   return client.call(self, {
     method = "POST", path = p.batches_path, idempotency_key = key,
     run = function(timeout, headers)
-      return perform(self, core.batches.create(with(with(transport(self, timeout, headers), body), {
+      return perform(self, with_query(self, core.batches.create(with(with(transport(self, timeout, headers), body), {
         path = p.batches_path,
-      })))
+      }))))
     end,
     parse = p.batch,
   })
@@ -584,10 +601,11 @@ end
 
 --- moonbatch.new(opts): see CONTRACT §2.
 function client.new(opts)
-  args.check("moonbatch.new", opts, option_types)
+  args.check("moonbatch.new", opts, type(opts) == "table" and type(opts.provider) == "table"
+    and option_types_data or option_types)
   opts = opts or {}
-  local name = opts.provider or "siliconflow"
-  local p = client.provider(name, "moonbatch.new")
+  local p = client.provider(opts.provider or providers.default, "moonbatch.new")
+  local name = p.name
   for _, n in ipairs({ "timeout", "connect_timeout", "deadline", "max_retries", "low_speed_limit",
                        "low_speed_time" }) do
     if opts[n] and opts[n] < 0 then
@@ -595,11 +613,15 @@ function client.new(opts)
     end
   end
   local base_url = opts.base_url or env("MOONBATCH_BASE_URL") or p.base_url
+  if not base_url then
+    error(("moonbatch.new: provider %s needs base_url (%s)"):format(name, p.base_url_hint or "its service's URL"), 2)
+  end
   local refused = client.insecure(base_url, opts.allow_http)
   if refused then error("moonbatch.new: bad base_url: " .. refused, 2) end
   local self = {
     provider = p,
-    api_key = nonempty(opts.api_key) or env(p.key_env) or env("MOONBATCH_API_KEY"),
+    api_key = nonempty(opts.api_key) or (p.key_env and env(p.key_env)) or env("MOONBATCH_API_KEY"),
+    api_version = opts.api_version,
     base_url = (base_url:gsub("/+$", "")),
     timeout = opts.timeout or 600,
     connect_timeout = opts.connect_timeout or 10,
