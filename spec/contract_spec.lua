@@ -126,7 +126,7 @@ describe("contract: SiliconFlow's OpenAPI document (seeds 000, 002, 003) #contra
       assert_accepted(body, res, "core.batches.create")
       assert.equal("batch_rdyqgrcgjg", body.id)
       body, res = core.batches.create({ base_url = url, api_key = KEY, input_file_id = "file-jkvytbjtow",
-        completion_window = "336h", metadata = { description = "nightly eval job" },
+        endpoint = "/v1/chat/completions", completion_window = "336h", metadata = { description = "nightly eval job" },
         replace = { model = "deepseek-ai/DeepSeek-R1" } })
       assert_accepted(body, res, "core.batches.create with metadata and replace")
     end)
@@ -242,7 +242,7 @@ describe("contract: SiliconFlow's OpenAPI document (seeds 000, 002, 003) #contra
 
     it("a batch whose replace.model is not in the enum: 400 through core, an error through the client", function()
       local body, res = core.batches.create({ base_url = url, api_key = KEY, input_file_id = "file-jkvytbjtow",
-        replace = { model = "no/such-model" } })
+        endpoint = "/v1/chat/completions", replace = { model = "no/such-model" } })
       assert_refused(400, "request.body.replace.model", "allowed values", body, res, "replace.model")
 
       local client = moonbatch.new({ provider = "siliconflow", base_url = url, api_key = KEY, max_retries = 0 })
@@ -259,7 +259,7 @@ describe("contract: SiliconFlow's OpenAPI document (seeds 000, 002, 003) #contra
       assert_refused(401, "request", "security", body, res, "no Authorization")
       assert.equal("Invalid token", body)   -- the document's 401 example: a bare JSON string
       body, res = core.batches.create({ base_url = url, input_file_id = "file-jkvytbjtow",
-        headers = { Authorization = "Basic c2stdGVzdDo=" } })
+        endpoint = "/v1/chat/completions", headers = { Authorization = "Basic c2stdGVzdDo=" } })
       assert_refused(401, "request", "security", body, res, "Basic instead of Bearer")
     end)
   end)

@@ -337,7 +337,7 @@ Checks every line of FILE against the provider's rules (JSON, custom_id unique, 
 a model, the size and line limits) and says what is wrong, line by line. Sends nothing.
 
 options:
-  --provider NAME   whose rules (default: siliconflow)
+  --provider NAME   whose rules (default: as the other commands)
   --endpoint PATH   the batch's endpoint (default: the provider's)
   --model MODEL     the model that will replace each line's (create --model)
   --json            the report as JSON: {ok, file, lines, bytes, models[, problems]}
