@@ -110,6 +110,49 @@ local fixtures = {
           input_file_id = "file-1", completion_window = "24h", output_file_id = "file-2", created_at = 10,
           completed_at = 20, request_counts = { total = 2, completed = 2, failed = 0 },
           errors = { { code = "x", message = "m", line = 3 } } } },
+      { "a batch with its model and usage (canonical, not only under raw)",
+        [[{"id":"batch_2","object":"batch","status":"completed","model":"gpt-4o-mini","created_at":10,
+          "usage":{"input_tokens":30,"output_tokens":12,"total_tokens":42,"input_tokens_details":{"cached_tokens":0}}}]],
+        { id = "batch_2", object = "batch", status = "completed", model = "gpt-4o-mini", created_at = 10,
+          usage = { input_tokens = 30, output_tokens = 12, total_tokens = 42 } } },
+      { "usage in chat names, without a total",
+        '{"id":"b","status":"completed","usage":{"prompt_tokens":3,"completion_tokens":4}}',
+        { id = "b", object = "batch", status = "completed",
+          usage = { input_tokens = 3, output_tokens = 4, total_tokens = 7 } } },
+    },
+  },
+  groq = {
+    file = {
+      { "a file object with expires_at",
+        '{"id":"file_01","object":"file","bytes":5,"created_at":1,"expires_at":86401,"filename":"b.jsonl","purpose":"batch"}',
+        { id = "file_01", object = "file", bytes = 5, created_at = 1, expires_at = 86401, filename = "b.jsonl",
+          purpose = "batch" } },
+    },
+    batch = {
+      { "a batch in OpenAI's shape",
+        '{"id":"batch_01","object":"batch","endpoint":"/v1/chat/completions","status":"validating","created_at":1}',
+        { id = "batch_01", object = "batch", endpoint = "/v1/chat/completions", status = "validating", created_at = 1 } },
+    },
+  },
+  azure = {
+    file = {
+      { "a processed file (status and expires_at)",
+        [[{"id":"file-a","object":"file","bytes":9,"created_at":5,"expires_at":86405,"filename":"in.jsonl",
+          "purpose":"batch","status":"processed"}]],
+        { id = "file-a", object = "file", bytes = 9, created_at = 5, expires_at = 86405, filename = "in.jsonl",
+          purpose = "batch", status = "processed" } },
+    },
+    files_page = {
+      { "a one-page list", '{"object":"list","data":[{"id":"file-a","object":"file","purpose":"batch","filename":"x"}]}',
+        { object = "list", has_more = false, first_id = "file-a", last_id = "file-a",
+          data = { { id = "file-a", object = "file", purpose = "batch", filename = "x" } } } },
+    },
+    batch = {
+      { "a failed batch whose errors.data is one object (this API version)",
+        [[{"id":"batch_a","object":"batch","status":"failed","created_at":5,
+          "errors":{"object":"list","data":{"code":"invalid_json_line","message":"bad line","line":2}}}]],
+        { id = "batch_a", object = "batch", status = "failed", created_at = 5,
+          errors = { { code = "invalid_json_line", message = "bad line", line = 2 } } } },
     },
   },
 }
@@ -126,7 +169,7 @@ end
 
 for name, kinds in pairs(fixtures) do
   describe("provider " .. name, function()
-    local p = require("moonbatch.providers." .. name)
+    local p = require("moonbatch.providers").get(name)
     for kind, cases in pairs(kinds) do
       for _, c in ipairs(cases) do
         it(("%s: %s"):format(kind, c[1]), function()

@@ -437,7 +437,7 @@ local function files_download(self, id, path, opts)
         return nil, { kind = "network", message = ("download ended after %d of %d bytes")
           :format(res.output_bytes, announced) }
       end
-      return { path = path, bytes = res.output_bytes }
+      return { path = path, bytes = objects.integer(res.output_bytes) }
     end,
   }
   -- a result file may answer 404 for a while after its batch completed: wait it out, bounded

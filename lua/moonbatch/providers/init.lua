@@ -122,10 +122,9 @@ local function from_data(t, who)
   for k, v in pairs(t) do
     if k ~= "base" then p[k] = v end
   end
-  if t.limits then
-    p.limits = {}
-    for k, v in pairs(t.limits) do p.limits[k] = v end
-  end
+  -- its limits are its own (none known when it states none), never its base's
+  p.limits = {}
+  for k, v in pairs(t.limits or {}) do p.limits[k] = v end
   return base.define(p, parent)
 end
 
@@ -218,11 +217,14 @@ function M.load(list, who)
   end
 end
 
+env_loaded = true -- the built-ins first: MOONBATCH_PROVIDERS is read on first use
 for _, t in ipairs(require("moonbatch.providers.compatible")) do
   local p = from_data(t, "moonbatch.providers.compatible")
   order[#order + 1] = p.name
   known[p.name] = p
   builtin[p.name] = true
 end
+
+env_loaded = false
 
 return M
