@@ -32,14 +32,31 @@ local function leftovers(path)
   return found
 end
 
-local function line(id, fail)
-  return cjson.encode({ custom_id = id, method = "POST", url = "/v1/chat/completions",
+local function line(id, fail, url)
+  return cjson.encode({ custom_id = id, method = "POST", url = url or "/v1/chat/completions",
     body = { model = "deepseek-ai/DeepSeek-V3", messages = { { role = "user", content = "hello " .. id } },
              standin_fail = fail or nil } })
 end
 
+-- every provider the stand-in speaks, with the same calls
+local PROVIDERS = { "siliconflow", "together", "openai", "azure", "groq", "deepinfra", "dashscope", "dashscope-intl",
+                    "moonshot", "zhipu" }
+
 describe("a whole batch job", function()
   local s, input, dir
+  local inputs = {} -- endpoint -> the same four requests with that url (Zhipu's lines say /v4/...)
+
+  -- the requests file for `provider`: its endpoint's lines, from its data
+  local function input_for(provider)
+    local endpoint = require("moonbatch.providers").get(provider).endpoint
+    if endpoint == "/v1/chat/completions" then return input end
+    if not inputs[endpoint] then
+      inputs[endpoint] = dir .. "/requests" .. endpoint:gsub("%W", "-") .. ".jsonl"
+      write(inputs[endpoint], { line("r1", nil, endpoint), line("r2", nil, endpoint), line("r3", true, endpoint),
+                                line("r4", nil, endpoint) })
+    end
+    return inputs[endpoint]
+  end
 
   setup(function()
     s = standin.start({ key = KEY })
@@ -59,7 +76,7 @@ describe("a whole batch job", function()
     s:call("POST", "/config", { step_seconds = 0.2 })
   end)
 
-  for _, provider in ipairs({ "siliconflow", "together", "openai" }) do
+  for _, provider in ipairs(PROVIDERS) do
     describe("on " .. provider, function()
       local function client()
         if not s.urls[provider] then return nil end
@@ -70,7 +87,7 @@ describe("a whole batch job", function()
       it("uploads, lists, creates, waits and downloads results and errors", function()
         local c = client()
         if not c then return pending("the stand-in has no " .. provider .. " dialect") end
-        local file = assert(c.files.upload({ file = input }))
+        local file = assert(c.files.upload({ file = input_for(provider) }))
         assert.equal("file", file.object)
 
         local seen = {}
@@ -91,6 +108,7 @@ describe("a whole batch job", function()
         local results = dir .. "/" .. provider .. "-results.jsonl"
         local got = assert(c.files.download(done.output_file_id, results))
         assert.equal(results, got.path)
+        if math.type then assert.equal("integer", math.type(got.bytes)) end
         local lines = read_lines(results)
         assert.equal(3, #lines)
         local ids = {}
@@ -109,7 +127,7 @@ describe("a whole batch job", function()
         local c = client()
         if not c then return pending("the stand-in has no " .. provider .. " dialect") end
         s:call("POST", "/config", { step_seconds = 5 })
-        local file = assert(c.files.upload({ file = input }))
+        local file = assert(c.files.upload({ file = input_for(provider) }))
         local batch = assert(c.batches.create({ input_file_id = file.id }))
         local cancelled = assert(c.batches.cancel(batch.id))
         assert.truthy(({ cancelling = true, cancelled = true })[cancelled.status], cancelled.status)
@@ -124,7 +142,7 @@ describe("a whole batch job", function()
         local c = client()
         if not c then return pending("the stand-in has no " .. provider .. " dialect") end
         s:call("POST", "/config", { step_seconds = 30 })
-        local file = assert(c.files.upload({ file = input }))
+        local file = assert(c.files.upload({ file = input_for(provider) }))
         local batch = assert(c.batches.create({ input_file_id = file.id }))
         local done, msg, info = c.batches.wait(batch.id, { interval = 0.05, timeout = 0.3 })
         assert.is_nil(done)
@@ -135,7 +153,7 @@ describe("a whole batch job", function()
       it("leaves nothing at the target when a download is cut off", function()
         local c = client()
         if not c then return pending("the stand-in has no " .. provider .. " dialect") end
-        local file = assert(c.files.upload({ file = input }))
+        local file = assert(c.files.upload({ file = input_for(provider) }))
         local batch = assert(c.batches.create({ input_file_id = file.id }))
         local done = assert(c.batches.wait(batch.id, { interval = 0.1 }))
         local path = s.urls[provider]:match("^https?://[^/]+(.*)$") .. "/files/" .. done.output_file_id .. "/content"
@@ -185,6 +203,65 @@ describe("a whole batch job", function()
     assert.equal(3, #read_lines(target))
     local log = s:log()
     assert.equal("missing", log[#log].auth)
+  end)
+
+  describe("on azure", function()
+    local function curl(path, opts)
+      return standin.curl(s.urls.azure .. path, opts)
+    end
+
+    it("sends the key as api-key and the client's api_version on every call", function()
+      local c = moonbatch.new({ provider = "azure", base_url = s.urls.azure, api_key = KEY,
+                                api_version = "2025-01-01-preview" })
+      local file = assert(c.files.upload({ file = input }))
+      assert(c.files.get(file.id))
+      assert(c.files.list())
+      assert(c.batches.create({ input_file_id = file.id }))
+      assert(c.batches.list())
+      for _, e in ipairs(s:log()) do
+        assert.equal("ok", e.auth, e.method .. " " .. e.path)
+        assert.equal("2025-01-01-preview", e.query["api-version"], e.method .. " " .. e.path)
+      end
+    end)
+
+    it("answers as Azure does: 401 for a Bearer key, 404 without api-version, 400 for an unknown one", function()
+      local r = curl("/files?api-version=2024-10-21", { key = KEY })
+      assert.equal(401, r.status)
+      assert.equal("401", cjson.decode(r.body).error.code)
+      r = curl("/files", { headers = { "api-key: " .. KEY } })
+      assert.equal(404, r.status)
+      assert.same({ error = { code = "404", message = "Resource not found" } }, cjson.decode(r.body))
+      r = curl("/files?api-version=1999-01-01", { headers = { "api-key: " .. KEY } })
+      assert.equal(400, r.status)
+      assert.equal("BadRequest", cjson.decode(r.body).error.code)
+      local c = moonbatch.new({ provider = "azure", base_url = s.urls.azure, api_key = "sk-wrong", max_retries = 0 })
+      local page, msg, info = c.files.list()
+      assert.is_nil(page)
+      assert.equal(401, info.status)
+      assert.truthy(msg:find("moonbatch: azure GET /files: HTTP 401: Access denied", 1, true), msg)
+      assert.is_nil(msg:find("sk-wrong", 1, true))
+    end)
+  end)
+
+  it("refuses a Zhipu file whose lines say /v1/chat/completions before anything is sent", function()
+    local c = moonbatch.new({ provider = "zhipu", base_url = s.urls.zhipu, api_key = KEY })
+    local file, msg, info = c.files.upload({ file = input })
+    assert.is_nil(file)
+    assert.equal("validation", info.kind)
+    assert.truthy(msg:find('url is "/v1/chat/completions", not "/v4/chat/completions"', 1, true), msg)
+    assert.same({}, s:log())
+  end)
+
+  it("refuses a Moonshot file of two models before anything is sent", function()
+    local two = dir .. "/two-models.jsonl"
+    local other = cjson.decode(line("b"))
+    other.body.model = "kimi-k2"
+    write(two, { line("a"), cjson.encode(other) })
+    local c = moonbatch.new({ provider = "moonshot", base_url = s.urls.moonshot, api_key = KEY })
+    local file, msg, info = c.files.upload({ file = two })
+    assert.is_nil(file)
+    assert.equal("one_model", info.problems[1].rule, msg)
+    assert.same({}, s:log())
   end)
 
   it("waits out SiliconFlow's 404 right after completion", function()
