@@ -229,8 +229,8 @@ local function batch_error(instance, b)
     end
   end
   local known = false
-  local v = variant(instance)
-  local endpoints = v.endpoints or ENDPOINTS
+  local service = variant(instance)
+  local endpoints = service.endpoints or ENDPOINTS
   for _, e in ipairs(endpoints) do known = known or e == b.endpoint end
   if not known then
     return bad_request(("Invalid value: '%s'. Supported values are: %s."):format(b.endpoint, quoted_list(endpoints)),
@@ -238,7 +238,7 @@ local function batch_error(instance, b)
   end
   local n, unit = b.completion_window:match("^(%d+)([hd])$")
   local hours = n and tonumber(n) * (unit == "d" and 24 or 1)
-  local low, high = (v.windows or { 24, 24 })[1], (v.windows or { 24, 24 })[2]
+  local low, high = (service.windows or { 24, 24 })[1], (service.windows or { 24, 24 })[2]
   if not hours or hours < low or hours > high then
     local allowed = low == high and ("'%dh'"):format(low) or ("'%dh' to '%dh'"):format(low, high)
     return bad_request(("Invalid value: '%s'. Supported values are: %s."):format(b.completion_window, allowed),
