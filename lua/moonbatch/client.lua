@@ -107,8 +107,8 @@ end
 -- one attempt: the operation's value, or nil and the fields of an error
 local function attempt(op, timeout, headers)
   local body, res, info = op.run(timeout, headers)
-  if body == nil then
-    -- the transfer failed: res is the message, info says how
+  if body == nil and type(res) ~= "table" then
+    -- the transfer failed: res is the message, info says how (a reply of JSON null has res)
     return nil, { kind = info.kind, message = res, curl_code = info.curl_code,
                   status = info.status }
   end
@@ -298,7 +298,7 @@ local function files_upload(self, opts)
         end
       end
       local body, res, failure = perform(self, with_query(self, req))
-      if body == nil and failure.kind == "validation" then rejected = failure.report end
+      if body == nil and type(res) ~= "table" and failure.kind == "validation" then rejected = failure.report end
       return body, res, failure
     end,
     parse = p.file,

@@ -8,6 +8,7 @@
 --   limits                     {lines, bytes, custom_id} of one input file (nil: none known)
 --   request_id_headers         reply headers naming the request, first found wins
 --   late_result_polls          polls of a completed batch that names no result file yet
+--   require_metadata           a create always carries metadata ({} when the caller gives none)
 --   content_404_grace          seconds a result file may answer 404 after its batch ended
 -- and the functions the client calls:
 --   auth_headers(key)          the headers carrying the key (Bearer)
@@ -120,7 +121,8 @@ function base.create_options(opts, p)
     input_file_id = opts.input_file_id,
     endpoint = opts.endpoint or p.endpoint,
     completion_window = opts.completion_window or p.completion_window,
-    metadata = opts.metadata,
+    -- require_metadata: the service refuses a create without the field (DeepInfra's document)
+    metadata = opts.metadata or (p.require_metadata and {} or nil), -- cjson writes {} as an object
     replace = opts.replace,
   }
 end

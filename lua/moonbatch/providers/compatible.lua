@@ -15,9 +15,9 @@ return {
   {
     name = "deepinfra", base = "openai", base_url = "https://api.deepinfra.com/v1/openai",
     key_env = "DEEPINFRA_API_KEY",
-    -- deepinfra.yaml: completion_window only "24h"; endpoint chat or completions; no file limit
-    -- stated (jobs shard at 50,000 lines)
-    windows = { 24, 24 },
+    -- deepinfra.yaml: completion_window only "24h"; endpoint chat or completions; metadata
+    -- required (an object or null); no file limit stated (jobs shard at 50,000 lines)
+    windows = { 24, 24 }, require_metadata = true,
   },
   {
     name = "dashscope", base = "openai", base_url = "https://dashscope.aliyuncs.com/compatible-mode/v1",

@@ -84,6 +84,7 @@ local data_fields = {
   api_version = string_like("^[^%s&=]+$", "a version such as '2024-10-21'"),
   require_method_url = boolean,
   one_model = boolean,
+  require_metadata = boolean,
   late_result_polls = integer_at_least(0),
   content_404_grace = integer_at_least(0),
   limits = table_of(limit_fields),
