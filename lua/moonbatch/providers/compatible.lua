@@ -37,7 +37,8 @@ return {
   },
   {
     name = "zhipu", base = "openai", base_url = "https://open.bigmodel.cn/api/paas/v4", key_env = "ZHIPUAI_API_KEY",
-    -- each line's url (and the batch's endpoint) is /v4/chat/completions; at most 100 MB a file
-    endpoint = "/v4/chat/completions", limits = { bytes = 100 * MB },
+    -- each line's url (and the batch's endpoint) is /v4/chat/completions; at most 100 MB a file;
+    -- completion_window 24h (Zhipu's batch page, 2nd)
+    endpoint = "/v4/chat/completions", limits = { bytes = 100 * MB }, windows = { 24, 24 },
   },
 }
