@@ -51,6 +51,7 @@ build = {
     ["moonbatch.providers.azure"] = "lua/moonbatch/providers/azure.lua",
     ["moonbatch.providers.base"] = "lua/moonbatch/providers/base.lua",
     ["moonbatch.providers.compatible"] = "lua/moonbatch/providers/compatible.lua",
+    ["moonbatch.providers.help"] = "lua/moonbatch/providers/help.lua",
     ["moonbatch.providers.openai"] = "lua/moonbatch/providers/openai.lua",
     ["moonbatch.providers.siliconflow"] = "lua/moonbatch/providers/siliconflow.lua",
     ["moonbatch.providers.siliconflow-global"] = "lua/moonbatch/providers/siliconflow-global.lua",

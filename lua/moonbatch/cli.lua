@@ -265,46 +265,11 @@ for name, flag in pairs(FLAGS) do
 end
 
 local providers = require("moonbatch.providers")
-
--- the registry's names, the default first, wrapped as the help's column
-local function provider_list()
-  local ok, names = pcall(providers.names)
-  if not ok then return "(MOONBATCH_PROVIDERS is bad: " .. tostring(names) .. ")" end
-  local words = { providers.default .. " (default, or $MOONBATCH_PROVIDER)" }
-  for _, n in ipairs(names) do
-    if n ~= providers.default then words[#words + 1] = n end
-  end
-  local lines, line = {}, ""
-  for i, w in ipairs(words) do
-    w = w .. (i < #words and "," or "")
-    if #line + #w + 1 > 70 and line ~= "" then
-      lines[#lines + 1] = line
-      line = w
-    else
-      line = line == "" and w or line .. " " .. w
-    end
-  end
-  lines[#lines + 1] = line
-  return table.concat(lines, "\n                    ")
-end
-
--- each provider's key variable, once each
-local function key_variables()
-  local seen, out = {}, {}
-  local ok, names = pcall(providers.names)
-  for _, n in ipairs(ok and names or {}) do
-    local v = providers.get(n).key_env
-    if v and not seen[v] then
-      seen[v] = true
-      out[#out + 1] = v
-    end
-  end
-  return table.concat(out, ", ")
-end
+local provider_help = require("moonbatch.providers.help")
 
 local COMMON_HELP = [[
 common options:
-  --provider NAME   ]] .. provider_list() .. [[
+  --provider NAME   ]] .. provider_help.names() .. [[
 
   --base-url URL    the API's base URL (default: $MOONBATCH_BASE_URL, then the provider's)
   --key-file PATH   read the API key from the first line of PATH (keep it chmod 600)
@@ -313,9 +278,7 @@ common options:
   -h, --help        this help
 ]]
 
-local KEY_HELP = "The API key comes from the provider's variable (" .. key_variables() .. [[),
-then MOONBATCH_API_KEY, or from --key-file; never from an argument.
-]]
+local KEY_HELP = provider_help.keys()
 
 -- the options of a batch's creation, as create, run and job run describe them
 local BATCH_OPTIONS_HELP = [[
