@@ -243,6 +243,28 @@ describe("a whole batch job", function()
     end)
   end)
 
+  it("the stand-in keeps each compatible service's own windows and endpoints", function()
+    local core = require("moonbatch.core")
+    local cases = {
+      { "groq", "/v1/chat/completions", "168h", 200 }, { "groq", "/v1/chat/completions", "8d", 400 },
+      { "groq", "/v1/embeddings", "24h", 400 }, { "deepinfra", "/v1/chat/completions", "48h", 400 },
+      { "moonshot", "/v1/chat/completions", "12h", 200 }, { "dashscope", "/v1/chat/completions", "336h", 200 },
+      { "zhipu", "/v1/chat/completions", "24h", 400 }, { "zhipu", "/v4/chat/completions", "24h", 200 },
+    }
+    for _, case in ipairs(cases) do
+      local name, endpoint, window, status = case[1], case[2], case[3], case[4]
+      local up = assert(core.files.upload({ base_url = s.urls[name], api_key = KEY, file = input_for(name) }))
+      local body, res = core.batches.create({ base_url = s.urls[name], api_key = KEY, input_file_id = up.id,
+        endpoint = endpoint, completion_window = window })
+      assert.equal(status, res.status, ("%s %s %s: %s"):format(name, endpoint, window, cjson.encode(body)))
+    end
+    -- Azure's upload answers 201 with the new file's Location
+    local r = standin.curl(s.urls.azure .. "/files?api-version=2024-10-21", { headers = { "api-key: " .. KEY },
+      form = { "purpose=batch", "file=@" .. input } })
+    assert.equal(201, r.status)
+    assert.truthy(r.headers.location:find("/azure/openai/files/" .. cjson.decode(r.body).id, 1, true), r.headers.location)
+  end)
+
   it("refuses a Zhipu file whose lines say /v1/chat/completions before anything is sent", function()
     local c = moonbatch.new({ provider = "zhipu", base_url = s.urls.zhipu, api_key = KEY })
     local file, msg, info = c.files.upload({ file = input })
