@@ -52,6 +52,7 @@ build = {
     ["moonbatch.providers.base"] = "lua/moonbatch/providers/base.lua",
     ["moonbatch.providers.compatible"] = "lua/moonbatch/providers/compatible.lua",
     ["moonbatch.providers.help"] = "lua/moonbatch/providers/help.lua",
+    ["moonbatch.providers.mistral"] = "lua/moonbatch/providers/mistral.lua",
     ["moonbatch.providers.openai"] = "lua/moonbatch/providers/openai.lua",
     ["moonbatch.providers.siliconflow"] = "lua/moonbatch/providers/siliconflow.lua",
     ["moonbatch.providers.siliconflow-global"] = "lua/moonbatch/providers/siliconflow-global.lua",

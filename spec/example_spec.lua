@@ -14,7 +14,7 @@ describe("examples/batch_workflow.lua", function()
   end)
 
   for _, provider in ipairs({ "siliconflow", "siliconflow-global", "together", "openai", "azure", "groq",
-                              "deepinfra", "dashscope", "dashscope-intl", "moonshot" }) do
+                              "deepinfra", "dashscope", "dashscope-intl", "moonshot", "mistral" }) do
     it("runs the whole job on " .. provider, function()
       s:reset()
       s:config({ step_seconds = 0.2 })

@@ -51,7 +51,7 @@ describe("moonbatch", function()
     it("raises for an unknown provider, option or type", function()
       assert.has_error(function() moonbatch.new({ provider = "nope" }) end,
         "moonbatch.new: unknown provider 'nope' (known: siliconflow, siliconflow-global, together, openai, " ..
-        "azure, groq, deepinfra, dashscope, dashscope-intl, moonshot, zhipu)")
+        "azure, mistral, groq, deepinfra, dashscope, dashscope-intl, moonshot, zhipu)")
       assert.has_error(function() moonbatch.new({ timout = 1 }) end, "moonbatch.new: unknown option 'timout'")
       assert.has_error(function() moonbatch.new({ timeout = "1" }) end,
         "moonbatch.new: bad option 'timeout' (number expected, got string)")

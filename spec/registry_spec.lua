@@ -34,7 +34,7 @@ describe("moonbatch.providers", function()
   it("lists the built-in providers, the four of before first, and names its default", function()
     local names = providers.names()
     assert.same({ "siliconflow", "siliconflow-global", "together", "openai" }, { names[1], names[2], names[3], names[4] })
-    for _, n in ipairs({ "azure", "groq", "deepinfra", "dashscope", "dashscope-intl", "moonshot", "zhipu" }) do
+    for _, n in ipairs({ "azure", "mistral", "groq", "deepinfra", "dashscope", "dashscope-intl", "moonshot", "zhipu" }) do
       local found = false
       for _, m in ipairs(names) do found = found or m == n end
       assert.is_true(found, n)

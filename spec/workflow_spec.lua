@@ -40,7 +40,7 @@ end
 
 -- every provider the stand-in speaks, with the same calls
 local PROVIDERS = { "siliconflow", "together", "openai", "azure", "groq", "deepinfra", "dashscope", "dashscope-intl",
-                    "moonshot", "zhipu" }
+                    "moonshot", "zhipu", "mistral" }
 
 describe("a whole batch job", function()
   local s, input, dir
@@ -284,6 +284,44 @@ describe("a whole batch job", function()
     assert.is_nil(file)
     assert.equal("one_model", info.problems[1].rule, msg)
     assert.same({}, s:log())
+  end)
+
+  it("on mistral: uploads {custom_id, body} lines from the OpenAI-format file, creates a job of its model", function()
+    local before = io.open(input, "rb"):read("*a")
+    local c = moonbatch.new({ provider = "mistral", base_url = s.urls.mistral, api_key = KEY })
+    local file = assert(c.files.upload({ file = input }))
+    assert.equal("requests.jsonl", file.filename)
+    assert.equal(before, io.open(input, "rb"):read("*a")) -- the user's file is untouched
+    local stored = s:file_content(file.id)
+    local n = 0
+    for l in stored:gmatch("[^\n]+") do
+      n = n + 1
+      local t = cjson.decode(l)
+      assert.is_nil(t.method)
+      assert.is_nil(t.url)
+      assert.is_string(t.custom_id)
+      assert.equal("deepseek-ai/DeepSeek-V3", t.body.model)
+    end
+    assert.equal(4, n)
+    local batch = assert(c.batches.create({ input_file_id = file.id, completion_window = "48h",
+                                            metadata = { job = "x" } }))
+    assert.equal("in_queue", batch.status)
+    assert.equal(file.id, batch.input_file_id)
+    assert.equal("48h", batch.completion_window)
+    local sent = s:log()[#s:log()].json
+    assert.same({ input_files = { file.id }, endpoint = "/v1/chat/completions", model = "deepseek-ai/DeepSeek-V3",
+                  metadata = { job = "x" }, timeout_hours = 48 }, sent)
+    local done = assert(c.batches.wait(batch.id, { interval = 0.1 }))
+    assert.equal("completed", done.status)
+    assert.equal("SUCCESS", done.raw.status)
+    assert.same({ total = 4, completed = 3, failed = 1 }, done.request_counts)
+    assert.equal("deepseek-ai/DeepSeek-V3", done.model)
+    -- replace.model names the job's model; a window over 168 hours is refused before sending
+    local other = assert(c.batches.create({ input_file_id = file.id, replace = { model = "mistral-small-latest" } }))
+    assert.equal("mistral-small-latest", other.model)
+    local ok, err = pcall(c.batches.create, { input_file_id = file.id, completion_window = "8d" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("mistral takes 1h to 7d", 1, true), tostring(err))
   end)
 
   it("waits out SiliconFlow's 404 right after completion", function()

@@ -240,12 +240,13 @@ function with_key(self, headers)
 end
 
 -- a GET, POST or DELETE on a path below base_url through the generic request
-local function exchange(self, method, path, query)
+-- (json: a body a provider built whole, as Mistral's batch job)
+local function exchange(self, method, path, query, json)
   local url = self.base_url .. path
   query = self.provider.query(query, self)
   return function(timeout, headers)
     return perform(self, {
-      method = method, url = url, query = query, headers = with_key(self, headers),
+      method = method, url = url, query = query, headers = with_key(self, headers), json = json,
       timeout = timeout, connect_timeout = self.connect_timeout,
       cainfo = self.cainfo, max_reply_bytes = self.max_reply_bytes, session = self.session,
       low_speed_limit = self.low_speed_limit, low_speed_time = self.low_speed_time,
@@ -280,6 +281,16 @@ local function files_upload(self, opts)
                                    message = ("cannot read '%s': %s"):format(opts.file, why) })
   end
   f:close()
+  -- a provider whose lines differ from OpenAI's sends a rewritten copy (the user's file stays)
+  local source, cleanup = opts.file, nil
+  if p.upload_source then
+    source, cleanup = p.upload_source(opts.file)
+    if not source then
+      return nil, errors.make(ctx, { kind = "io", attempts = 0,
+        message = ("cannot write the %s copy of '%s': %s"):format(p.name, opts.file, tostring(cleanup)) })
+    end
+  end
+  local validated -- the check's report of the bytes sent, when they passed
   -- the file is checked as it is sent, in the same pass: a bad line found here costs nothing;
   -- found by the provider, it costs an upload and a batch. The line stops the upload before
   -- its end (the server gets no file), and the call fails as moonbatch.validate does.
@@ -289,7 +300,7 @@ local function files_upload(self, opts)
     method = "POST", path = p.upload_path,
     run = function(timeout, headers)
       local req = core.files.upload(with(transport(self, timeout, headers, opts.on_progress), {
-        path = p.upload_path, file = opts.file, filename = opts.filename,
+        path = p.upload_path, file = source, filename = opts.filename or (cleanup and opts.file:match("[^/]*$")),
         purpose = opts.purpose or p.batch_purpose, fields = fields,
       }))
       if check then
@@ -299,10 +310,17 @@ local function files_upload(self, opts)
       end
       local body, res, failure = perform(self, with_query(self, req))
       if body == nil and type(res) ~= "table" and failure.kind == "validation" then rejected = failure.report end
+      if type(res) == "table" then validated = res.validation end
       return body, res, failure
     end,
     parse = p.file,
   })
+  if cleanup then cleanup() end
+  -- a provider whose batch names its model (Mistral's job) takes the one model the check found
+  if file and p.job_model and validated and validated.models and #validated.models == 1 then
+    self.upload_models = self.upload_models or {}
+    self.upload_models[file.id] = validated.models[1]
+  end
   if rejected then
     local _, m, i = validate.result(rejected, ctx)
     i.attempts = 0
@@ -502,10 +520,11 @@ local function batches_create(self, opts)
     opts = copy(opts)
     opts.idempotency_key = nil
   end
-  local body = p.create_options(opts, p)
+  local body = p.create_options(opts, p, self)
   return client.call(self, {
     method = "POST", path = p.batches_path, idempotency_key = key,
-    run = function(timeout, headers)
+    -- a provider whose create is not OpenAI's gives the whole JSON body
+    run = body.json and exchange(self, "POST", p.batches_path, nil, body.json) or function(timeout, headers)
       return perform(self, with_query(self, core.batches.create(with(with(transport(self, timeout, headers), body), {
         path = p.batches_path,
       }))))

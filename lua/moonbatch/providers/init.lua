@@ -13,7 +13,7 @@ local base = require("moonbatch.providers.base")
 local M = { default = "siliconflow" }
 
 -- providers with a module of their own (a dialect with functions)
-local modules = { "siliconflow", "siliconflow-global", "together", "openai", "azure" }
+local modules = { "siliconflow", "siliconflow-global", "together", "openai", "azure", "mistral" }
 
 local order = {} -- every name, in the order names() gives
 local known = {} -- name -> provider table, or true for a module not loaded yet
