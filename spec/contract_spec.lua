@@ -4,7 +4,7 @@
 -- request against the document and answer with the document's examples. Each operation runs
 -- through moonbatch.core and through the client; Prism must find no violation, and the client must
 -- turn the example replies into canonical objects. Requests that break a document on purpose show
--- that the check bites. Groq's, DeepInfra's and Azure OpenAI's documents (spec/contract/, copied
+-- that the check bites. Groq's, DeepInfra's, Azure OpenAI's and Mistral's documents (spec/contract/, copied
 -- from ../shared/reference/specs/ with the changes their headers name) run the same way from one
 -- table (SERVICES, at the end).
 local core = require("moonbatch.core")
@@ -314,9 +314,11 @@ describe("contract: Together's OpenAPI document (seed 004) #contract", function(
   end)
 end)
 
--- The OpenAI-compatible documents (Groq, DeepInfra) and Azure's, one table each: the document,
--- the part of the base URL its paths leave out, the provider, the client's options, the headers
--- and query moonbatch.core's calls carry, and what the document does not describe or cannot mock.
+-- The OpenAI-compatible documents (Groq, DeepInfra), Azure's and Mistral's, one table each: the
+-- document, the part of the base URL its paths leave out, the provider, the headers and query
+-- moonbatch.core's calls carry, the ids its paths take, and what the document does not describe
+-- or Prism cannot mock.
+local UUID, UUID2 = "497f6eca-6276-4993-bfeb-53cbbbba6f09", "6b79e6a4-c3aa-4da1-8fb4-9e2520d26bfa"
 local SERVICES = {
   { name = "Groq", doc = "spec/contract/groq.yaml", prefix = "/openai/v1", provider = "groq",
     auth = { Authorization = "Bearer " .. KEY } },
@@ -333,6 +335,15 @@ local SERVICES = {
     -- GET /files/{id}/content is application/octet-stream, which Prism cannot serialize (500
     -- after the request passed its check): the stand-in covers the download
     unmockable = { ["files.download"] = true } },
+  { name = "Mistral", doc = "spec/contract/mistral.yaml", prefix = "/v1", provider = "mistral",
+    auth = { Authorization = "Bearer " .. KEY }, file_id = UUID, batch_id = UUID2, batches = "/batch/jobs",
+    create_json = { input_files = { UUID }, endpoint = "/v1/chat/completions", model = "mistral-small-latest",
+                    timeout_hours = 24 },
+    create_opts = { input_file_id = UUID, replace = { model = "mistral-small-latest" } },
+    -- the document's own examples for an uploaded or listed file break its schema (a string
+    -- `bytes`, ids that are not uuids): Prism answers 500 after the request passed its check
+    unmockable = { ["files.upload"] = true, ["files.list"] = true, ["files.get"] = true,
+                   ["core.files.upload"] = true, ["core.files.list"] = true, ["core.request files.get"] = true } },
 }
 
 -- what Prism said about the request (not about its own made-up reply)
@@ -368,6 +379,9 @@ for _, svc in ipairs(SERVICES) do
     setup(start_mock(svc.doc))
     teardown(stop_mock)
 
+    local file_id, batch_id = svc.file_id or "file-abc", svc.batch_id or "batch_abc"
+    local batches = svc.batches or "/batches"
+
     local function base() return url .. svc.prefix end
 
     -- a prepared request of moonbatch.core's convenience calls, with the service's query, sent
@@ -376,29 +390,45 @@ for _, svc in ipairs(SERVICES) do
       return core.request(req)
     end
 
+    -- the request passed Prism's check; the reply is the document's (or, where Prism cannot
+    -- make one, its 500)
+    local function assert_sent(body, res, what)
+      if svc.unmockable and svc.unmockable[what] then
+        local found = request_violations(res, body)
+        assert(#found == 0, what .. ": Prism found " .. contract.describe(found))
+        assert.equal(500, res.status, what)
+      else
+        assert_accepted(body or (svc.null_bodies and {}), res, what)
+      end
+    end
+
     describe("through moonbatch.core", function()
-      it("files.upload, files.list and batches.create are accepted", function()
+      it("files.upload, files.list and the batch's create are accepted", function()
         local body, res = send(core.files.upload({ base_url = base(), headers = svc.auth, file = input,
           prepare = true }))
-        assert_accepted(body or (svc.null_bodies and {}), res, "core.files.upload")
+        assert_sent(body, res, "core.files.upload")
         body, res = send(core.files.list({ base_url = base(), headers = svc.auth, purpose = "batch", prepare = true }))
-        assert_accepted(body or (svc.null_bodies and {}), res, "core.files.list")
-        body, res = send(core.batches.create({ base_url = base(), headers = svc.auth, input_file_id = "file-abc",
-          endpoint = "/v1/chat/completions", metadata = { job = "nightly" }, prepare = true }))
-        assert_accepted(body or (svc.null_bodies and {}), res, "core.batches.create")
+        assert_sent(body, res, "core.files.list")
+        if svc.create_json then
+          body, res = send({ method = "POST", url = base() .. batches, headers = svc.auth, json = svc.create_json })
+        else
+          body, res = send(core.batches.create({ base_url = base(), headers = svc.auth, input_file_id = file_id,
+            endpoint = "/v1/chat/completions", metadata = { job = "nightly" }, prepare = true }))
+        end
+        assert_sent(body, res, "core.batches.create")
       end)
 
       it("core.request: every other operation the dialect uses is accepted", function()
         local ops = {
-          { "files.get", "GET", "/files/file-abc" }, { "files.delete", "DELETE", "/files/file-abc" },
-          { "batches.get", "GET", "/batches/batch_abc" }, { "batches.list", "GET", "/batches", svc.list_opts },
-          { "batches.cancel", "POST", "/batches/batch_abc/cancel" },
+          { "files.get", "GET", "/files/" .. file_id }, { "files.delete", "DELETE", "/files/" .. file_id },
+          { "batches.get", "GET", batches .. "/" .. batch_id }, { "batches.list", "GET", batches, svc.list_opts },
+          { "batches.cancel", "POST", batches .. "/" .. batch_id .. "/cancel" },
         }
         local checked = 0
         for _, op in ipairs(ops) do
           if not (svc.missing and svc.missing[op[1]]) then
             local body, res = send({ method = op[2], url = base() .. op[3], headers = svc.auth, query = op[4] })
-            assert_accepted(body or (svc.null_bodies and {}), res, "core.request " .. op[1])
+            assert_sent(body, res, "core.request " .. op[1])
             checked = checked + 1
           end
         end
@@ -420,13 +450,14 @@ for _, svc in ipairs(SERVICES) do
       local calls = {
         { "files.upload", function() return client.files.upload({ file = input }) end, "file" },
         { "files.list", function() return client.files.list() end, "list" },
-        { "files.get", function() return client.files.get("file-abc") end, "file" },
-        { "files.delete", function() return client.files.delete("file-abc") end },
-        { "files.download", function() return client.files.download("file-abc", input .. ".out") end },
-        { "batches.create", function() return client.batches.create({ input_file_id = "file-abc" }) end, "batch" },
-        { "batches.get", function() return client.batches.get("batch_abc") end, "batch" },
+        { "files.get", function() return client.files.get(file_id) end, "file" },
+        { "files.delete", function() return client.files.delete(file_id) end },
+        { "files.download", function() return client.files.download(file_id, input .. ".out") end },
+        { "batches.create", function() return client.batches.create(svc.create_opts or { input_file_id = file_id }) end,
+          "batch" },
+        { "batches.get", function() return client.batches.get(batch_id) end, "batch" },
         { "batches.list", function() return client.batches.list(svc.list_opts) end, "list" },
-        { "batches.cancel", function() return client.batches.cancel("batch_abc") end, "batch" },
+        { "batches.cancel", function() return client.batches.cancel(batch_id) end, "batch" },
       }
       for _, call in ipairs(calls) do
         local what = call[1]
@@ -457,7 +488,7 @@ for _, svc in ipairs(SERVICES) do
 
     describe("Prism refuses what breaks the document", function()
       it("a request without the key: 401", function()
-        local body, res = send(core.files.list({ base_url = base(), purpose = "batch", prepare = true }))
+        local body, res = send({ url = base() .. batches })
         assert_unauthorized(body, res, "no key")
       end)
 
@@ -472,8 +503,14 @@ for _, svc in ipairs(SERVICES) do
         end)
       else
         it("a batch whose endpoint is not in the document's enum", function()
-          local body, res = send(core.batches.create({ base_url = base(), headers = svc.auth, input_file_id = "f",
-            endpoint = "/v1/images/generations", prepare = true, metadata = { a = "b" } }))
+          local body, res
+          if svc.create_json then
+            body, res = send({ method = "POST", url = base() .. batches, headers = svc.auth,
+              json = copy(svc.create_json, { endpoint = "/v1/images/generations" }) })
+          else
+            body, res = send(core.batches.create({ base_url = base(), headers = svc.auth, input_file_id = "f",
+              endpoint = "/v1/images/generations", prepare = true, metadata = { a = "b" } }))
+          end
           assert.is_true(res.status >= 400 and res.status < 500, tostring(res.status))
           local found = contract.violations(res, body)
           assert.is_true(contract.has(found, "request.body.endpoint", "allowed values")
@@ -486,6 +523,21 @@ for _, svc in ipairs(SERVICES) do
           local body, res = send(core.batches.create({ base_url = base(), headers = svc.auth, input_file_id = "f",
             endpoint = "/v1/chat/completions", prepare = true }))
           assert_refused(422, "request.body", "metadata", body, res, "no metadata")
+        end)
+      end
+
+      if svc.provider == "mistral" then
+        it("a job whose timeout_hours is over 168, and a file id that is not a uuid", function()
+          local body, res = send({ method = "POST", url = base() .. batches, headers = svc.auth,
+            json = copy(svc.create_json, { timeout_hours = 200 }) })
+          assert.is_true(res.status >= 400 and res.status < 500, tostring(res.status))
+          local found = contract.violations(res, body)
+          assert.is_true(contract.has(found, "request.body.timeout_hours") or contract.has(found, "body.timeout_hours"),
+            contract.describe(found))
+          body, res = send({ url = base() .. "/files/file-abc", headers = svc.auth })
+          found = contract.violations(res, body)
+          assert.is_true(contract.has(found, "request.path.file_id", "uuid") or contract.has(found, "path.file_id", "uuid"),
+            contract.describe(found))
         end)
       end
     end)

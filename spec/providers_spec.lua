@@ -134,6 +134,27 @@ local fixtures = {
         { id = "batch_01", object = "batch", endpoint = "/v1/chat/completions", status = "validating", created_at = 1 } },
     },
   },
+  mistral = {
+    batch = {
+      { "a running job (statuses, counts, input_files, output_file)",
+        [[{"id":"j1","object":"batch","input_files":["f1"],"endpoint":"/v1/chat/completions","model":"mistral-small",
+          "errors":[{"message":"2 lines failed","count":2}],"status":"RUNNING","created_at":10,"started_at":11,
+          "total_requests":5,"completed_requests":3,"succeeded_requests":2,"failed_requests":1,"output_file":null,
+          "timeout_hours":48}]],
+        { id = "j1", object = "batch", input_file_id = "f1", endpoint = "/v1/chat/completions", model = "mistral-small",
+          errors = { { message = "2 lines failed" } }, status = "in_progress", created_at = 10, in_progress_at = 11,
+          request_counts = { total = 5, completed = 2, failed = 1 }, completion_window = "48h" } },
+      { "each status made canonical", '{"id":"j","status":"TIMEOUT_EXCEEDED","input_files":[]}',
+        { id = "j", object = "batch", status = "expired" } },
+      { "a cancellation", '{"id":"j","status":"CANCELLATION_REQUESTED","output_file":"o","error_file":"e"}',
+        { id = "j", object = "batch", status = "cancelling", output_file_id = "o", error_file_id = "e" } },
+    },
+    batches_page = {
+      { "a page {data, object, total}", '{"data":[{"id":"a","status":"SUCCESS"}],"object":"list","total":1}',
+        { object = "list", has_more = false, first_id = "a", last_id = "a",
+          data = { { id = "a", object = "batch", status = "completed" } } } },
+    },
+  },
   azure = {
     file = {
       { "a processed file (status and expires_at)",
@@ -208,5 +229,37 @@ describe("provider together, before sending", function()
       together.create_options({ input_file_id = "f", replace = { model = "m" } }))
     assert.has_error(function() together.create_options({ input_file_id = "f", metadata = {} }) end,
       "batches.create: option 'metadata' is not supported by together")
+  end)
+end)
+
+describe("provider mistral, before sending", function()
+  local mistral = require("moonbatch.providers").get("mistral")
+
+  it("rewrites each OpenAI-format line to {custom_id, body} in a copy, the rest as it is", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write('{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"m","max_tokens":5}}\r\n',
+            "not json\n", "\n", '{"custom_id":"b","body":{"model":"m"}}')
+    f:close()
+    local copy, remove = assert(mistral.upload_source(path))
+    local lines = {}
+    for l in io.lines(copy) do lines[#lines + 1] = l end
+    assert.same({ custom_id = "a", body = { model = "m", max_tokens = 5 } }, cjson.decode((lines[1]:gsub("\r$", ""))))
+    assert.equal("\r", lines[1]:sub(-1))
+    assert.equal("not json", lines[2])
+    assert.equal("", lines[3])
+    assert.same({ custom_id = "b", body = { model = "m" } }, cjson.decode(lines[4]))
+    remove()
+    assert.is_nil(io.open(copy))
+    os.remove(path)
+    assert.is_nil(mistral.upload_source(path .. "-missing"))
+  end)
+
+  it("creates a job of input_files, the model (replace.model) and timeout_hours", function()
+    assert.same({ json = { input_files = { "f" }, endpoint = "/v1/chat/completions", model = "m", timeout_hours = 72 } },
+      mistral.create_options({ input_file_id = "f", replace = { model = "m" }, completion_window = "3d" }, mistral))
+    assert.same({ json = { input_files = { "f" }, endpoint = "/v1/embeddings", model = "seen" } },
+      mistral.create_options({ input_file_id = "f", endpoint = "/v1/embeddings" }, mistral,
+        { upload_models = { f = "seen" } }))
   end)
 end)
