@@ -547,7 +547,8 @@ local function plan(client, o, paths)
     format = manifest.FORMAT, job_id = id, state = "running", created_at = os.time(),
     provider = p.name, base_url = client.base_url,
     endpoint = o.endpoint or p.endpoint, completion_window = o.completion_window,
-    metadata = o.metadata, replace = o.replace,
+    -- a provider whose batch names its model (job_model: Mistral) gets the file's one model
+    metadata = o.metadata, replace = o.replace or (p.job_model and #report.models == 1 and { model = report.models[1] } or nil),
     limits = { lines = max_lines, bytes = max_bytes ~= math.huge and max_bytes or nil },
     input = { path = absolute(o.input), bytes = report.bytes, lines = report.lines, checksum = checksum },
     results = absolute(paths.results), errors = absolute(paths.errors), work = absolute(paths.work),
