@@ -324,6 +324,21 @@ describe("a whole batch job", function()
     assert.truthy(tostring(err):find("mistral takes 1h to 7d", 1, true), tostring(err))
   end)
 
+  it("on mistral: a sharded job creates each shard's job with the input's model", function()
+    local c = moonbatch.new({ provider = "mistral", base_url = s.urls.mistral, api_key = KEY,
+                              sleep = function(t) require("moonbatch.core").sleep(math.min(t, 0.2)) end })
+    local results = dir .. "/mistral-job.jsonl"
+    local summary = assert(moonbatch.job.run(c, { input = input, results = results, max_lines = 2, interval = 0.1 }))
+    assert.equal(2, summary.shards)
+    assert.equal(3, summary.succeeded)
+    assert.equal(1, summary.failed)
+    for _, e in ipairs(s:log()) do
+      if e.method == "POST" and e.path == "/mistral/v1/batch/jobs" then
+        assert.equal("deepseek-ai/DeepSeek-V3", e.json.model)
+      end
+    end
+  end)
+
   it("waits out SiliconFlow's 404 right after completion", function()
     s:call("POST", "/config", { step_seconds = 0.1, content_404_seconds = 1 })
     local slept = 0
