@@ -201,8 +201,9 @@ int ops_files_list(lua_State *L)
     return run(L, 1, req, who);
 }
 
-/* core.batches.create{base_url, api_key, input_file_id, endpoint = "/v1/chat/completions",
- * completion_window = "24h", metadata, replace, fields = {extra body fields}, path = "/batches"} */
+/* core.batches.create{base_url, api_key, input_file_id, endpoint, completion_window = "24h",
+ * metadata, replace, fields = {extra body fields}, path = "/batches"}: the endpoint is the
+ * caller's (a provider's default lives in its Lua data, not here) */
 int ops_batches_create(lua_State *L)
 {
     static const char who[] = "moonbatch.core.batches.create";
@@ -210,6 +211,7 @@ int ops_batches_create(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     options_check_known(L, 1, create_options, who);
     options_string(L, 1, "input_file_id", 1, who);
+    options_string(L, 1, "endpoint", 1, who);
     req = new_request(L, 1, who, "POST", "/batches");
     lua_newtable(L);
     body = lua_gettop(L);
@@ -226,10 +228,7 @@ int ops_batches_create(lua_State *L)
     lua_pop(L, 1);
     lua_getfield(L, 1, "input_file_id");
     lua_setfield(L, body, "input_file_id");
-    if (options_get(L, 1, "endpoint", LUA_TSTRING, who) == 0) {
-        lua_pop(L, 1);
-        lua_pushliteral(L, "/v1/chat/completions");
-    }
+    lua_getfield(L, 1, "endpoint");
     lua_setfield(L, body, "endpoint");
     if (options_get(L, 1, "completion_window", LUA_TSTRING, who) == 0) {
         lua_pop(L, 1);

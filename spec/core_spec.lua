@@ -136,10 +136,10 @@ describe("moonbatch.core", function()
                     replace = { model = "deepseek-ai/DeepSeek-V3" } }, e.json)
     end)
 
-    it("fills endpoint and completion_window by default", function()
-      core.batches.create({ base_url = base, api_key = KEY, input_file_id = "file-x" })
+    it("sends the caller's endpoint (no default of its own) and fills completion_window", function()
+      core.batches.create({ base_url = base, api_key = KEY, input_file_id = "file-x", endpoint = "/v1/embeddings" })
       local e = s:log()[1]
-      assert.same({ input_file_id = "file-x", endpoint = "/v1/chat/completions", completion_window = "24h" }, e.json)
+      assert.same({ input_file_id = "file-x", endpoint = "/v1/embeddings", completion_window = "24h" }, e.json)
     end)
   end)
 
@@ -259,6 +259,8 @@ describe("moonbatch.core", function()
       { "a bad limit", function() core.files.list({ base_url = base, limit = 0 }) end, "bad option 'limit'" },
       { "a missing input_file_id", function() core.batches.create({ base_url = base }) end,
         "missing option 'input_file_id'" },
+      { "a missing endpoint", function() core.batches.create({ base_url = base, input_file_id = "f" }) end,
+        "missing option 'endpoint'" },
       { "a header with a line break", function()
         core.request({ url = base .. "/files", headers = { ["X-A"] = "1\r\nX-B: 2" } }) end, "CR, LF" },
       { "a non-table", function() core.request("http://x") end, "table expected" },

@@ -13,7 +13,8 @@ describe("examples/batch_workflow.lua", function()
     if s then s:stop() end
   end)
 
-  for _, provider in ipairs({ "siliconflow", "siliconflow-global", "together", "openai" }) do
+  for _, provider in ipairs({ "siliconflow", "siliconflow-global", "together", "openai", "azure", "groq",
+                              "deepinfra", "dashscope", "dashscope-intl", "moonshot", "mistral" }) do
     it("runs the whole job on " .. provider, function()
       s:reset()
       s:config({ step_seconds = 0.2 })
@@ -32,4 +33,8 @@ describe("examples/batch_workflow.lua", function()
       assert.truthy(out:find("status = completed", 1, true), out)
     end)
   end
+
+  -- Zhipu's lines must say /v4/chat/completions: the example's OpenAI-format file is refused
+  -- before upload (spec/workflow_spec.lua runs Zhipu's whole job on /v4 lines)
+  pending("runs the whole job on zhipu (its lines need url /v4/chat/completions; the example's say /v1)")
 end)

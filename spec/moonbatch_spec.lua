@@ -50,7 +50,8 @@ describe("moonbatch", function()
   describe("new", function()
     it("raises for an unknown provider, option or type", function()
       assert.has_error(function() moonbatch.new({ provider = "nope" }) end,
-        "moonbatch.new: unknown provider 'nope' (known: siliconflow, siliconflow-global, together, openai)")
+        "moonbatch.new: unknown provider 'nope' (known: siliconflow, siliconflow-global, together, openai, " ..
+        "azure, mistral, groq, deepinfra, dashscope, dashscope-intl, moonshot, zhipu)")
       assert.has_error(function() moonbatch.new({ timout = 1 }) end, "moonbatch.new: unknown option 'timout'")
       assert.has_error(function() moonbatch.new({ timeout = "1" }) end,
         "moonbatch.new: bad option 'timeout' (number expected, got string)")

@@ -110,6 +110,70 @@ local fixtures = {
           input_file_id = "file-1", completion_window = "24h", output_file_id = "file-2", created_at = 10,
           completed_at = 20, request_counts = { total = 2, completed = 2, failed = 0 },
           errors = { { code = "x", message = "m", line = 3 } } } },
+      { "a batch with its model and usage (canonical, not only under raw)",
+        [[{"id":"batch_2","object":"batch","status":"completed","model":"gpt-4o-mini","created_at":10,
+          "usage":{"input_tokens":30,"output_tokens":12,"total_tokens":42,"input_tokens_details":{"cached_tokens":0}}}]],
+        { id = "batch_2", object = "batch", status = "completed", model = "gpt-4o-mini", created_at = 10,
+          usage = { input_tokens = 30, output_tokens = 12, total_tokens = 42 } } },
+      { "usage in chat names, without a total",
+        '{"id":"b","status":"completed","usage":{"prompt_tokens":3,"completion_tokens":4}}',
+        { id = "b", object = "batch", status = "completed",
+          usage = { input_tokens = 3, output_tokens = 4, total_tokens = 7 } } },
+    },
+  },
+  groq = {
+    file = {
+      { "a file object with expires_at",
+        '{"id":"file_01","object":"file","bytes":5,"created_at":1,"expires_at":86401,"filename":"b.jsonl","purpose":"batch"}',
+        { id = "file_01", object = "file", bytes = 5, created_at = 1, expires_at = 86401, filename = "b.jsonl",
+          purpose = "batch" } },
+    },
+    batch = {
+      { "a batch in OpenAI's shape",
+        '{"id":"batch_01","object":"batch","endpoint":"/v1/chat/completions","status":"validating","created_at":1}',
+        { id = "batch_01", object = "batch", endpoint = "/v1/chat/completions", status = "validating", created_at = 1 } },
+    },
+  },
+  mistral = {
+    batch = {
+      { "a running job (statuses, counts, input_files, output_file)",
+        [[{"id":"j1","object":"batch","input_files":["f1"],"endpoint":"/v1/chat/completions","model":"mistral-small",
+          "errors":[{"message":"2 lines failed","count":2}],"status":"RUNNING","created_at":10,"started_at":11,
+          "total_requests":5,"completed_requests":3,"succeeded_requests":2,"failed_requests":1,"output_file":null,
+          "timeout_hours":48}]],
+        { id = "j1", object = "batch", input_file_id = "f1", endpoint = "/v1/chat/completions", model = "mistral-small",
+          errors = { { message = "2 lines failed" } }, status = "in_progress", created_at = 10, in_progress_at = 11,
+          request_counts = { total = 5, completed = 2, failed = 1 }, completion_window = "48h" } },
+      { "each status made canonical", '{"id":"j","status":"TIMEOUT_EXCEEDED","input_files":[]}',
+        { id = "j", object = "batch", status = "expired" } },
+      { "a cancellation", '{"id":"j","status":"CANCELLATION_REQUESTED","output_file":"o","error_file":"e"}',
+        { id = "j", object = "batch", status = "cancelling", output_file_id = "o", error_file_id = "e" } },
+    },
+    batches_page = {
+      { "a page {data, object, total}", '{"data":[{"id":"a","status":"SUCCESS"}],"object":"list","total":1}',
+        { object = "list", has_more = false, first_id = "a", last_id = "a",
+          data = { { id = "a", object = "batch", status = "completed" } } } },
+    },
+  },
+  azure = {
+    file = {
+      { "a processed file (status and expires_at)",
+        [[{"id":"file-a","object":"file","bytes":9,"created_at":5,"expires_at":86405,"filename":"in.jsonl",
+          "purpose":"batch","status":"processed"}]],
+        { id = "file-a", object = "file", bytes = 9, created_at = 5, expires_at = 86405, filename = "in.jsonl",
+          purpose = "batch", status = "processed" } },
+    },
+    files_page = {
+      { "a one-page list", '{"object":"list","data":[{"id":"file-a","object":"file","purpose":"batch","filename":"x"}]}',
+        { object = "list", has_more = false, first_id = "file-a", last_id = "file-a",
+          data = { { id = "file-a", object = "file", purpose = "batch", filename = "x" } } } },
+    },
+    batch = {
+      { "a failed batch whose errors.data is one object (this API version)",
+        [[{"id":"batch_a","object":"batch","status":"failed","created_at":5,
+          "errors":{"object":"list","data":{"code":"invalid_json_line","message":"bad line","line":2}}}]],
+        { id = "batch_a", object = "batch", status = "failed", created_at = 5,
+          errors = { { code = "invalid_json_line", message = "bad line", line = 2 } } } },
     },
   },
 }
@@ -126,7 +190,7 @@ end
 
 for name, kinds in pairs(fixtures) do
   describe("provider " .. name, function()
-    local p = require("moonbatch.providers." .. name)
+    local p = require("moonbatch.providers").get(name)
     for kind, cases in pairs(kinds) do
       for _, c in ipairs(cases) do
         it(("%s: %s"):format(kind, c[1]), function()
@@ -165,5 +229,37 @@ describe("provider together, before sending", function()
       together.create_options({ input_file_id = "f", replace = { model = "m" } }))
     assert.has_error(function() together.create_options({ input_file_id = "f", metadata = {} }) end,
       "batches.create: option 'metadata' is not supported by together")
+  end)
+end)
+
+describe("provider mistral, before sending", function()
+  local mistral = require("moonbatch.providers").get("mistral")
+
+  it("rewrites each OpenAI-format line to {custom_id, body} in a copy, the rest as it is", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write('{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"m","max_tokens":5}}\r\n',
+            "not json\n", "\n", '{"custom_id":"b","body":{"model":"m"}}')
+    f:close()
+    local copy, remove = assert(mistral.upload_source(path))
+    local lines = {}
+    for l in io.lines(copy) do lines[#lines + 1] = l end
+    assert.same({ custom_id = "a", body = { model = "m", max_tokens = 5 } }, cjson.decode((lines[1]:gsub("\r$", ""))))
+    assert.equal("\r", lines[1]:sub(-1))
+    assert.equal("not json", lines[2])
+    assert.equal("", lines[3])
+    assert.same({ custom_id = "b", body = { model = "m" } }, cjson.decode(lines[4]))
+    remove()
+    assert.is_nil(io.open(copy))
+    os.remove(path)
+    assert.is_nil(mistral.upload_source(path .. "-missing"))
+  end)
+
+  it("creates a job of input_files, the model (replace.model) and timeout_hours", function()
+    assert.same({ json = { input_files = { "f" }, endpoint = "/v1/chat/completions", model = "m", timeout_hours = 72 } },
+      mistral.create_options({ input_file_id = "f", replace = { model = "m" }, completion_window = "3d" }, mistral))
+    assert.same({ json = { input_files = { "f" }, endpoint = "/v1/embeddings", model = "seen" } },
+      mistral.create_options({ input_file_id = "f", endpoint = "/v1/embeddings" }, mistral,
+        { upload_models = { f = "seen" } }))
   end)
 end)

@@ -111,7 +111,11 @@ describe("moonbatch-standin", function()
     local base = "http://127.0.0.1:" .. s.port
     assert.same({ siliconflow = base .. "/siliconflow/v1",
                   ["siliconflow-global"] = base .. "/siliconflow-global/v1",
-                  together = base .. "/together/v1", openai = base .. "/openai/v1" }, s.urls)
+                  together = base .. "/together/v1", openai = base .. "/openai/v1",
+                  azure = base .. "/azure/openai", groq = base .. "/groq/openai/v1",
+                  deepinfra = base .. "/deepinfra/v1/openai", dashscope = base .. "/dashscope/compatible-mode/v1",
+                  ["dashscope-intl"] = base .. "/dashscope-intl/compatible-mode/v1", moonshot = base .. "/moonshot/v1",
+                  zhipu = base .. "/zhipu/api/paas/v4", mistral = base .. "/mistral/v1" }, s.urls)
     assert.equal(base .. "/_standin", s.control)
   end)
 
@@ -1393,12 +1397,15 @@ describe("moonbatch-standin", function()
       assert.is_true(eventually(10, function() return (read_file(out) or ""):find("\ncontrol ") ~= nil end))
       local lines = {}
       for line in read_file(out):gmatch("[^\n]+") do lines[#lines + 1] = line end
-      assert.equal(5, #lines)
+      assert.equal(13, #lines) -- 12 dialects and control
       assert.matches("^siliconflow http://127%.0%.0%.1:%d+/siliconflow/v1$", lines[1])
       assert.matches("^siliconflow%-global http://127%.0%.0%.1:%d+/siliconflow%-global/v1$", lines[2])
       assert.matches("^together http://127%.0%.0%.1:%d+/together/v1$", lines[3])
       assert.matches("^openai http://127%.0%.0%.1:%d+/openai/v1$", lines[4])
-      assert.matches("^control http://127%.0%.0%.1:%d+/_standin$", lines[5])
+      assert.matches("^azure http://127%.0%.0%.1:%d+/azure/openai$", lines[5])
+      assert.matches("^zhipu http://127%.0%.0%.1:%d+/zhipu/api/paas/v4$", lines[11])
+      assert.matches("^mistral http://127%.0%.0%.1:%d+/mistral/v1$", lines[12])
+      assert.matches("^control http://127%.0%.0%.1:%d+/_standin$", lines[13])
       local run_dir = tmp .. "/" .. capture("ls -A " .. quote(tmp)):gsub("%s+$", "")
       local pids = pids_of_nginx(run_dir)
       assert.is_true(sh("kill -TERM " .. read_file(pid_file)))

@@ -271,10 +271,13 @@ for name, flag in pairs(FLAGS) do
   if flag.short then SHORT[flag.short] = name end
 end
 
+local providers = require("moonbatch.providers")
+local provider_help = require("moonbatch.providers.help")
+
 local COMMON_HELP = [[
 common options:
-  --provider NAME   siliconflow (default, or $MOONBATCH_PROVIDER), siliconflow-global,
-                    together, openai
+  --provider NAME   ]] .. provider_help.names() .. [[
+
   --base-url URL    the API's base URL (default: $MOONBATCH_BASE_URL, then the provider's)
   --allow-http      allow a plain http:// base URL on another host (the key travels in clear)
   --key-file PATH   read the API key from the first line of PATH (keep it chmod 600)
@@ -283,15 +286,12 @@ common options:
   -h, --help        this help
 ]]
 
-local KEY_HELP = [[
-The API key comes from the provider's variable (SILICONFLOW_API_KEY, TOGETHER_API_KEY,
-OPENAI_API_KEY), then MOONBATCH_API_KEY, or from --key-file; never from an argument.
-]]
+local KEY_HELP = provider_help.keys()
 
 -- the options of a batch's creation, as create, run and job run describe them
 local BATCH_OPTIONS_HELP = [[
-  --endpoint PATH           the endpoint of every request (default: /v1/chat/completions)
-  --completion-window W     how long the provider may take (default: 24h)
+  --endpoint PATH           the endpoint of every request (default: the provider's)
+  --completion-window W     how long the provider may take (default: the provider's)
   --model MODEL             replace every line's model with MODEL
 ]]
 
@@ -308,8 +308,8 @@ Checks every line of FILE against the provider's rules (JSON, custom_id unique, 
 a model, the size and line limits) and says what is wrong, line by line. Sends nothing.
 
 options:
-  --provider NAME   whose rules (default: siliconflow)
-  --endpoint PATH   the batch's endpoint (default: /v1/chat/completions)
+  --provider NAME   whose rules (default: as the other commands)
+  --endpoint PATH   the batch's endpoint (default: the provider's)
   --model MODEL     the model that will replace each line's (create --model)
   --json            the report as JSON: {ok, file, lines, bytes, models[, problems]}
 ]],
@@ -326,7 +326,7 @@ options:
   --purpose PURPOSE  the file's purpose (default: the provider's batch purpose)
   --filename NAME    the name to give the file (default: FILE's own)
   --no-validate      upload without checking the lines first
-  --endpoint PATH    the endpoint the lines are checked for (default: /v1/chat/completions)
+  --endpoint PATH    the endpoint the lines are checked for (default: the provider's)
   --model MODEL      check lines as if create --model MODEL will replace their model
 ]],
 }
@@ -461,8 +461,8 @@ commands.job = {
   usage = "moonbatch job run|status|cancel|retry-failed ... [options]",
   flags = {},
   help = [[
-A job splits one input file of any size into shards within the provider's limits (SiliconFlow
-5,000 lines and 1 GB a file, Together and OpenAI 50,000 lines), runs each shard as a batch and
+A job splits one input file of any size into shards within the provider's limits (see the
+README's provider table; 50,000 lines where none is stated), runs each shard as a batch and
 merges every result into one results file and one errors file, each custom_id once. Every step
 is recorded in RESULTS.manifest.json before the network step that depends on it: run the same
 command again after a crash, Ctrl-C or kill, and the job goes on where it stopped, uploading no
@@ -739,8 +739,10 @@ end
 
 local function provider_name(opts)
   local name = opts.provider or os.getenv("MOONBATCH_PROVIDER")
-  if name == nil or name == "" then name = "siliconflow" end
-  local known = require("moonbatch.client").providers
+  if name == nil or name == "" then name = providers.default end
+  local ok, err = pcall(providers.names)
+  if not ok then usage_error(tostring(err)) end
+  local known = err
   for _, n in ipairs(known) do
     if n == name then return name end
   end
@@ -1285,9 +1287,10 @@ function commands.run.run(ctx)
 
   batch = ctx:wait_step(batch.id)
   ctx.batch_final = true
-  -- a result file id may show up a moment after the batch says completed (SiliconFlow)
+  -- a result file id may show up a moment after the batch says completed (the provider's polls)
   local tries = 0
-  while batch.status == "completed" and not batch.output_file_id and not batch.error_file_id and tries < 5 do
+  while batch.status == "completed" and not batch.output_file_id and not batch.error_file_id
+      and tries < client.provider.late_result_polls do
     tries = tries + 1
     client.sleep(ctx.opts.interval or 2)
     batch = ctx:check(client.batches.get(batch.id))

@@ -13,18 +13,19 @@ local args = require("moonbatch.args")
 local errors = require("moonbatch.errors")
 local objects = require("moonbatch.objects")
 local retry = require("moonbatch.retry")
+local providers = require("moonbatch.providers")
 local scheduler = require("moonbatch.scheduler")
 local validate = require("moonbatch.validate")
 
 local client = {}
 
-client.providers = { "siliconflow", "siliconflow-global", "together", "openai" }
-local known_provider = {}
-for _, name in ipairs(client.providers) do known_provider[name] = true end
+--- Every provider's name (moonbatch.providers.list: the table names() fills and returns).
+client.providers = providers.list
 
 -- numeric options: finite, in range (NaN, infinities, 0 where it means nothing are refused)
 local option_types = {
   provider = "string", api_key = "string", base_url = "string", timeout = args.TIMEOUT,
+  api_version = "string",
   connect_timeout = args.TIMEOUT, max_retries = args.number({ integer = true, min = 0, max = 100 }),
   deadline = args.SECONDS, headers = "table", on_progress = "function", cainfo = "string",
   max_reply_bytes = args.COUNT, allow_http = "boolean",
@@ -34,16 +35,18 @@ local option_types = {
   clock = "function", sleep = "function", random = "function",
 }
 
---- The provider table of `name`; raises (at the caller's caller) for an unknown one.
--- @tparam string name one of `client.providers`
+-- the same options with a provider given as data (a table)
+local option_types_data = {}
+for k, v in pairs(option_types) do option_types_data[k] = v end
+option_types_data.provider = "table"
+
+--- The provider table of `name` (or of a data table); raises (at the caller's caller) for an
+-- unknown one or a bad table.
+-- @tparam string|table name a provider's name (see `moonbatch.providers`) or its data
 -- @tparam string who the function to name in the error, e.g. "moonbatch.new"
--- @treturn table the provider (moonbatch.providers.NAME)
+-- @treturn table the provider
 function client.provider(name, who)
-  if not known_provider[name] then
-    error(("%s: unknown provider '%s' (known: %s)")
-      :format(who, tostring(name), table.concat(client.providers, ", ")), 3)
-  end
-  return require("moonbatch.providers." .. name)
+  return providers.get(name, who)
 end
 
 local function nonempty(s)
@@ -133,8 +136,8 @@ end
 -- one attempt: the operation's value, or nil and the fields of an error
 local function attempt(op, timeout, headers)
   local body, res, info = op.run(timeout, headers)
-  if body == nil then
-    -- the transfer failed: res is the message, info says how
+  if body == nil and type(res) ~= "table" then
+    -- the transfer failed: res is the message, info says how (a reply of JSON null has res)
     return nil, { kind = info.kind, message = res, curl_code = info.curl_code,
                   status = info.status }
   end
@@ -164,7 +167,8 @@ end
 -- the error context of `op`, made only when a call fails
 local function context(self, op)
   return { provider = self.provider.name, method = op.method, path = op.path,
-           url = self.base_url .. op.path, secret = self.api_key }
+           url = self.base_url .. op.path, secret = self.api_key,
+           request_id_headers = self.provider.request_id_headers }
 end
 
 --- Run `op` with retries (the loop every operation goes through).
@@ -178,7 +182,7 @@ function client.call(self, op)
   op.provider = p
   if not self.api_key and op.needs_key ~= false then
     return nil, errors.make(context(self, op), { kind = "validation", attempts = 0, message =
-      ("no API key: set %s or MOONBATCH_API_KEY, or pass api_key"):format(p.key_env) })
+      ("no API key: set %sMOONBATCH_API_KEY, or pass api_key"):format(p.key_env and p.key_env .. " or " or "") })
   end
   local headers = self.headers
   if op.method == "POST" then
@@ -225,15 +229,24 @@ function client.call(self, op)
   end
 end
 
--- options moonbatch.core takes from the client on every exchange
+local with_key
+
+-- options moonbatch.core takes from the client on every exchange (the key in the provider's
+-- headers, so core adds no bearer of its own)
 local function transport(self, timeout, headers, on_progress)
   return {
-    base_url = self.base_url, api_key = self.api_key, prepare = true,
-    timeout = timeout, connect_timeout = self.connect_timeout, headers = headers,
+    base_url = self.base_url, headers = with_key(self, headers), prepare = true,
+    timeout = timeout, connect_timeout = self.connect_timeout,
     on_progress = on_progress or self.on_progress, cainfo = self.cainfo,
     max_reply_bytes = self.max_reply_bytes,
     low_speed_limit = self.low_speed_limit, low_speed_time = self.low_speed_time,
   }
+end
+
+-- a request core prepared, with the provider's query (Azure's api-version) added
+local function with_query(self, req)
+  req.query = self.provider.query(req.query, self)
+  return req
 end
 
 local function with(t, extra)
@@ -243,8 +256,9 @@ end
 
 -- files ------------------------------------------------------------------------------------
 
--- the call's headers with the bearer key (made once per client for the calls that add none)
-local function with_key(self, headers)
+-- the call's headers with the key in the provider's headers (made once per client for the calls
+-- that add none)
+function with_key(self, headers)
   if headers == self.headers then
     if not self.keyed_headers then
       self.keyed_headers = with_key(self, copy(headers))
@@ -252,16 +266,20 @@ local function with_key(self, headers)
     return self.keyed_headers
   end
   local h = copy(headers)
-  if self.api_key then h.Authorization = "Bearer " .. self.api_key end
+  if self.api_key then
+    for k, v in pairs(self.provider.auth_headers(self.api_key)) do h[k] = v end
+  end
   return h
 end
 
 -- a GET, POST or DELETE on a path below base_url through the generic request
-local function exchange(self, method, path, query)
+-- (json: a body a provider built whole, as Mistral's batch job)
+local function exchange(self, method, path, query, json)
   local url = self.base_url .. path
+  query = self.provider.query(query, self)
   return function(timeout, headers)
     return perform(self, {
-      method = method, url = url, query = query, headers = with_key(self, headers),
+      method = method, url = url, query = query, headers = with_key(self, headers), json = json,
       timeout = timeout, connect_timeout = self.connect_timeout,
       cainfo = self.cainfo, max_reply_bytes = self.max_reply_bytes, session = self.session,
       low_speed_limit = self.low_speed_limit, low_speed_time = self.low_speed_time,
@@ -318,6 +336,16 @@ local function files_upload(self, opts)
                                    message = ("cannot read '%s': %s"):format(opts.file, why) })
   end
   f:close()
+  -- a provider whose lines differ from OpenAI's sends a rewritten copy (the user's file stays)
+  local source, cleanup = opts.file, nil
+  if p.upload_source then
+    source, cleanup = p.upload_source(opts.file)
+    if not source then
+      return nil, errors.make(ctx, { kind = "io", attempts = 0,
+        message = ("cannot write the %s copy of '%s': %s"):format(p.name, opts.file, tostring(cleanup)) })
+    end
+  end
+  local validated -- the check's report of the bytes sent, when they passed
   -- the file is checked as it is sent, in the same pass: a bad line found here costs nothing;
   -- found by the provider, it costs an upload and a batch. The line stops the upload before
   -- its end (the server gets no file), and the call fails as moonbatch.validate does.
@@ -327,7 +355,7 @@ local function files_upload(self, opts)
     method = "POST", path = p.upload_path,
     run = function(timeout, headers)
       local req = core.files.upload(with(transport(self, timeout, headers, opts.on_progress), {
-        path = p.upload_path, file = opts.file, filename = opts.filename,
+        path = p.upload_path, file = source, filename = opts.filename or (cleanup and opts.file:match("[^/]*$")),
         purpose = opts.purpose or p.batch_purpose, fields = fields,
       }))
       if check then
@@ -335,12 +363,19 @@ local function files_upload(self, opts)
           if part.file then part.validate = check end
         end
       end
-      local body, res, failure = perform(self, req)
-      if body == nil and failure.kind == "validation" then rejected = failure.report end
+      local body, res, failure = perform(self, with_query(self, req))
+      if body == nil and type(res) ~= "table" and failure.kind == "validation" then rejected = failure.report end
+      if type(res) == "table" then validated = res.validation end
       return body, res, failure
     end,
     parse = p.file,
   })
+  if cleanup then cleanup() end
+  -- a provider whose batch names its model (Mistral's job) takes the one model the check found
+  if file and p.job_model and validated and validated.models and #validated.models == 1 then
+    self.upload_models = self.upload_models or {}
+    self.upload_models[file.id] = validated.models[1]
+  end
   if rejected then
     local _, m, i = validate.result(rejected, ctx)
     i.attempts = 0
@@ -497,11 +532,11 @@ local function files_download(self, id, path, opts)
   local op = {
     method = "GET", path = op_path, expects_json = false, needs_key = not url_given,
     run = function(timeout, headers)
-      local h = copy(headers)
       -- a result URL is fetched as it is: the key goes only to the provider's own API
-      if self.api_key and not url_given then h.Authorization = "Bearer " .. self.api_key end
+      local h = url_given and copy(headers) or with_key(self, headers)
       return perform(self, {
         url = url_given and id or (self.base_url .. op_path), headers = h, output = temp,
+        query = not url_given and p.query(nil, self) or nil,
         timeout = timeout, connect_timeout = self.connect_timeout,
         cainfo = self.cainfo, on_progress = opts.on_progress or self.on_progress,
         low_speed_limit = self.low_speed_limit, low_speed_time = self.low_speed_time,
@@ -513,7 +548,7 @@ local function files_download(self, id, path, opts)
         return nil, { kind = "network", message = ("download ended after %d of %d bytes")
           :format(res.output_bytes, announced) }
       end
-      return { path = path, bytes = res.output_bytes }
+      return { path = path, bytes = objects.integer(res.output_bytes) }
     end,
   }
   -- a result file may answer 404 for a while after its batch completed: wait it out, bounded
@@ -600,13 +635,14 @@ local function batches_create(self, opts)
     opts = copy(opts)
     opts.idempotency_key = nil
   end
-  local body = p.create_options(opts)
+  local body = p.create_options(opts, p, self)
   return client.call(self, {
     method = "POST", path = p.batches_path, idempotency_key = key,
-    run = function(timeout, headers)
-      return perform(self, core.batches.create(with(with(transport(self, timeout, headers), body), {
+    -- a provider whose create is not OpenAI's gives the whole JSON body
+    run = body.json and exchange(self, "POST", p.batches_path, nil, body.json) or function(timeout, headers)
+      return perform(self, with_query(self, core.batches.create(with(with(transport(self, timeout, headers), body), {
         path = p.batches_path,
-      })))
+      }))))
     end,
     parse = p.batch,
   })
@@ -738,16 +774,21 @@ end
 -- @tparam[opt] table opts as `moonbatch.new` takes them
 -- @treturn table a client: `files`, `batches`, `close`, and its settings (`provider`, `base_url`)
 function client.new(opts)
-  args.check("moonbatch.new", opts, option_types)
+  args.check("moonbatch.new", opts, type(opts) == "table" and type(opts.provider) == "table"
+    and option_types_data or option_types)
   opts = opts or {}
-  local name = opts.provider or "siliconflow"
-  local p = client.provider(name, "moonbatch.new")
+  local p = client.provider(opts.provider or providers.default, "moonbatch.new")
+  local name = p.name
   local base_url = opts.base_url or env("MOONBATCH_BASE_URL") or p.base_url
+  if not base_url then
+    error(("moonbatch.new: provider %s needs base_url (%s)"):format(name, p.base_url_hint or "its service's URL"), 2)
+  end
   local refused = client.insecure(base_url, opts.allow_http)
   if refused then error("moonbatch.new: bad base_url: " .. refused, 2) end
   local self = {
     provider = p,
-    api_key = nonempty(opts.api_key) or env(p.key_env) or env("MOONBATCH_API_KEY"),
+    api_key = nonempty(opts.api_key) or (p.key_env and env(p.key_env)) or env("MOONBATCH_API_KEY"),
+    api_version = opts.api_version,
     base_url = (base_url:gsub("/+$", "")),
     timeout = opts.timeout or 600,
     connect_timeout = opts.connect_timeout or 10,

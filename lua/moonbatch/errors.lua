@@ -466,10 +466,12 @@ local function body_start(body, secret)
   return redact_cut(body, secret, BODY_START)
 end
 
-local request_id_headers = { "x-request-id", "request-id", "x-siliconcloud-trace-id", "x-trace-id" }
+-- the reply headers naming the request when the provider names none
+local request_id_headers = { "x-request-id", "request-id" }
 
 --- Build `msg, info` for a failed call.
--- ctx: {provider, method, path, url, secret}; fields: kind, status, message, code, type, param,
+-- ctx: {provider, method, path, url, secret, request_id_headers (the provider's; the first
+-- found names info.request_id)}; fields: kind, status, message, code, type, param,
 -- retryable, retry_after, attempts, body, headers.
 -- Only what came from outside is redacted (message, code, type, param, body, request_id, the
 -- ids in path and url): kind, method and provider are the library's own and kept as they are;
@@ -509,7 +511,7 @@ function errors.make(ctx, fields)
     curl_code = fields.curl_code,
   }
   if fields.headers then
-    for _, name in ipairs(request_id_headers) do
+    for _, name in ipairs(ctx.request_id_headers or request_id_headers) do
       if fields.headers[name] then
         info.request_id = outside(fields.headers[name])
         break

@@ -29,7 +29,6 @@ local LOOKUP_PAGE = 100       -- files or batches per page when looking for an e
 local LOOKUP_PAGES = 20       -- pages looked through at most
 local RECHECK_AFTER = 1       -- seconds before looking a second time (a request may still be landing)
 local GATE_POLL = 0.05        -- seconds between two looks at a full transfer gate
-local RESULT_ID_TRIES = 5     -- polls for result file ids a completed batch does not name yet
 local POLL_FAILURES = 10      -- polls in a row that may fail (after the client's retries) while waiting
 local DEFAULT_LINES = 50000   -- a shard's lines when the provider states no limit
 
@@ -369,8 +368,9 @@ local function wait_step(ctx, s)
     end
     if not b then return nil, msg, info end
     local tries = 0
-    -- a result file id may show up a moment after the batch says completed (SiliconFlow)
-    while b.status == "completed" and not b.output_file_id and not b.error_file_id and tries < RESULT_ID_TRIES do
+    -- a result file id may show up a moment after the batch says completed (the provider's polls)
+    while b.status == "completed" and not b.output_file_id and not b.error_file_id
+        and tries < client.provider.late_result_polls do
       tries = tries + 1
       scheduler.sleep(interval)
       b, msg, info = client.batches.get(s.batch_id)
@@ -551,8 +551,9 @@ local function plan(client, o, paths)
   return {
     format = manifest.FORMAT, job_id = id, state = "running", created_at = os.time(),
     provider = p.name, base_url = client.base_url,
-    endpoint = o.endpoint or "/v1/chat/completions", completion_window = o.completion_window,
-    metadata = o.metadata, replace = o.replace,
+    endpoint = o.endpoint or p.endpoint, completion_window = o.completion_window,
+    -- a provider whose batch names its model (job_model: Mistral) gets the file's one model
+    metadata = o.metadata, replace = o.replace or (p.job_model and #report.models == 1 and { model = report.models[1] } or nil),
     limits = { lines = max_lines, bytes = max_bytes ~= math.huge and max_bytes or nil },
     input = { path = absolute(o.input), bytes = report.bytes, lines = report.lines, checksum = checksum },
     results = absolute(paths.results), errors = absolute(paths.errors), work = absolute(paths.work),
@@ -661,7 +662,7 @@ local function run(client, o)
   else
     -- a fresh job: refuse options the provider cannot take before anything is sent
     local ok, why = pcall(client.provider.create_options, { input_file_id = "-", endpoint = o.endpoint,
-      completion_window = o.completion_window, metadata = o.metadata, replace = o.replace })
+      completion_window = o.completion_window, metadata = o.metadata, replace = o.replace }, client.provider)
     if not ok then
       error("job.run:" .. tostring(why):gsub("^.-batches%.create:", ""), 0)
     end

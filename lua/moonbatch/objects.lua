@@ -115,6 +115,7 @@ function objects.file(raw)
     purpose = raw.purpose,
     line_count = raw.line_count,
     status = raw.status,
+    expires_at = objects.unix_time(raw.expires_at),
     raw = raw,
   }
 end
@@ -151,6 +152,24 @@ local function request_counts(rc)
   return { total = rc.total, completed = rc.completed or 0, failed = rc.failed or 0 }
 end
 
+-- token totals where the provider reports them: {input_tokens, output_tokens, total_tokens}
+-- (OpenAI's names; prompt_tokens/completion_tokens are read as the same)
+local function usage(u)
+  if type(u) ~= "table" then return nil end
+  local input = u.input_tokens or u.prompt_tokens
+  local output = u.output_tokens or u.completion_tokens
+  local total = u.total_tokens
+  if total == nil and type(input) == "number" and type(output) == "number" then total = input + output end
+  if input == nil and output == nil and total == nil then return nil end
+  return { input_tokens = input, output_tokens = output, total_tokens = total }
+end
+
+--- An integer from a whole number (math.tointeger where there is one), else the value as it is.
+function objects.integer(n)
+  if type(n) ~= "number" or n ~= math.floor(n) or n <= -2^53 or n >= 2^53 then return n end
+  return tointeger(n) or n
+end
+
 --- Canonical Batch from a provider's decoded batch object, its status already canonical.
 -- @tparam table raw
 -- @tparam[opt] string status the canonical status (default `raw.status`)
@@ -172,6 +191,8 @@ function objects.batch(raw, status)
     error_file_id = raw.error_file_id,
     request_counts = request_counts(raw.request_counts),
     metadata = raw.metadata,
+    model = raw.model,
+    usage = usage(raw.usage),
     errors = batch_errors(raw.errors),
     raw = raw,
   }

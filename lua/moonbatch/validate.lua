@@ -6,8 +6,10 @@
 local core = require("moonbatch.core")
 local args = require("moonbatch.args")
 local errors = require("moonbatch.errors")
+local providers = require("moonbatch.providers")
 
 local spec = { provider = "string", endpoint = "string", replace_model = "string" }
+local spec_data = { provider = "table", endpoint = "string", replace_model = "string" }
 
 local SHOWN = 3 -- problems quoted in the message; all of them are in info.problems
 
@@ -23,7 +25,7 @@ function M.options(p, opts)
   return {
     max_lines = limits.lines, max_bytes = limits.bytes, max_custom_id = limits.custom_id,
     require_method_url = p.require_method_url or false,
-    endpoint = opts.endpoint or "/v1/chat/completions", replace_model = opts.replace_model,
+    endpoint = opts.endpoint or p.endpoint, replace_model = opts.replace_model,
   }
 end
 
@@ -50,16 +52,16 @@ function M.result(report, ctx)
   return nil, m, i
 end
 
---- moonbatch.validate(path, { provider = "siliconflow", endpoint = "/v1/chat/completions",
--- replace_model = nil }): the report { lines, bytes, models } of a file that passes, or
+--- moonbatch.validate(path, { provider = NAME or a provider's data table (default: the
+-- registry's default), endpoint = the provider's, replace_model = nil }): the report { lines, bytes, models } of a file that passes, or
 -- nil, msg, info with info.kind = "validation" and info.problems = { {line, rule, message} ... }.
 local function validate(path, opts, p, ctx)
   args.string("moonbatch.validate", 1, "path", path)
-  args.check("moonbatch.validate", opts, spec)
+  args.check("moonbatch.validate", opts, type(opts) == "table" and type(opts.provider) == "table"
+    and spec_data or spec)
   opts = opts or {}
   if not p then
-    local client = require("moonbatch.client")
-    p = client.provider(opts.provider or "siliconflow", "moonbatch.validate")
+    p = providers.get(opts.provider or providers.default, "moonbatch.validate")
   end
   local report, msg, info = core.validate(path, M.options(p, opts))
   ctx = ctx or { provider = p.name, method = "validate", path = path, url = path }

@@ -1,8 +1,8 @@
---- moonbatch.providers.openai: OpenAI's Files and Batch API, and any service that copies it:
--- plain objects, cursor pages (`{data, has_more, first_id, last_id}`).
--- OpenAI's dialect is the default every provider starts from (moonbatch.provider).
+--- moonbatch.providers.openai: OpenAI's Files and Batch API, and any service that copies it
+-- (plain objects, cursor pages ({data, has_more, first_id, last_id}).
+-- OpenAI's dialect is the default every provider starts from (moonbatch.providers.base).
 -- @module moonbatch.providers.openai
-local provider = require("moonbatch.provider")
+local provider = require("moonbatch.providers.base")
 
 local P = provider.define({
   name = "openai",
@@ -12,11 +12,12 @@ local P = provider.define({
 })
 
 -- replace.model is SiliconFlow's: OpenAI takes each line's model and would refuse the field
-function P.create_options(opts)
+function P.create_options(opts, p)
+  p = p or P
   if opts.replace ~= nil then
-    error("batches.create: option 'replace' is not supported by openai", 4)
+    error(("batches.create: option 'replace' is not supported by %s"):format(p.name), 4)
   end
-  return provider.base.create_options(opts)
+  return provider.base.create_options(opts, p)
 end
 
 return P

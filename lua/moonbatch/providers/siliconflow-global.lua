@@ -1,6 +1,6 @@
 --- moonbatch.providers.siliconflow-global: SiliconFlow's international service, same dialect.
 -- @module moonbatch.providers.siliconflow-global
-local provider = require("moonbatch.provider")
+local provider = require("moonbatch.providers.base")
 
 return provider.define({
   name = "siliconflow-global",

@@ -3,7 +3,7 @@
 -- upload says createdAt, the list created_at. 401/403/404 bodies are bare strings. The file
 -- list has no cursor; 50505 means "overloaded, try again" whatever the HTTP status.
 -- @module moonbatch.providers.siliconflow
-local provider = require("moonbatch.provider")
+local provider = require("moonbatch.providers.base")
 
 local P = provider.define({
   name = "siliconflow",
@@ -14,6 +14,9 @@ local P = provider.define({
   -- result files may answer 404 for a short while after the batch completed: downloads
   -- try again for this many seconds
   content_404_grace = 60,
+  -- a completed batch may name its result files a moment later: polled this many times
+  late_result_polls = 5,
+  request_id_headers = { "x-request-id", "request-id", "x-siliconcloud-trace-id", "x-trace-id" },
   limits = { lines = 5000, bytes = 1000 * 1000 * 1000 },
 })
 

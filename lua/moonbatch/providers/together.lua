@@ -4,7 +4,7 @@
 -- {job, warning}; statuses are upper case; times are ISO-8601 strings.
 -- @module moonbatch.providers.together
 local objects = require("moonbatch.objects")
-local provider = require("moonbatch.provider")
+local provider = require("moonbatch.providers.base")
 
 local P = provider.define({
   name = "together",
@@ -90,13 +90,14 @@ end
 
 -- Together's create takes endpoint, input_file_id, completion_window, priority and model_id:
 -- replace.model becomes model_id; metadata has no place
-function P.create_options(opts)
+function P.create_options(opts, p)
+  p = p or P
   if opts.metadata ~= nil then
     error("batches.create: option 'metadata' is not supported by together", 4)
   end
   return {
     input_file_id = opts.input_file_id,
-    endpoint = opts.endpoint or "/v1/chat/completions",
+    endpoint = opts.endpoint or p.endpoint,
     completion_window = opts.completion_window,
     fields = opts.replace and opts.replace.model and { model_id = opts.replace.model } or nil,
   }

@@ -875,7 +875,9 @@ local function auth_state(value)
   return "wrong"
 end
 
-local function new_entry()
+-- dialect.auth(headers, key), when a dialect has it, says "ok", "missing" or "wrong" (Azure's
+-- api-key header); else the Authorization: Bearer header decides
+local function new_entry(dialect)
   local headers = ngx.req.get_headers(200)
   local logged = {}
   for name, value in pairs(headers) do
@@ -887,7 +889,7 @@ local function new_entry()
     query = ngx.req.get_uri_args(200),
     connection = tonumber(ngx.var.connection),
     connection_requests = tonumber(ngx.var.connection_requests),
-    auth = auth_state(headers["authorization"]),
+    auth = dialect.auth and dialect.auth(headers, config.key) or auth_state(headers["authorization"]),
     headers = logged,
     body_bytes = 0,
   }, LOG_ENTRY)
@@ -929,7 +931,7 @@ local function decide(dialect, instance, prefix, entry, uploads)
   if dialect.prepare then dialect.prepare(instance) end
   local reply
   if not route then
-    reply = dialect.not_found(path, entry.method)
+    reply = dialect.not_found(path, entry.method, instance)
   elseif entry.auth ~= "ok" and not route.public then
     reply = dialect.unauthorized(path, entry.auth)   -- nginx discards the unread body
   else
@@ -955,7 +957,7 @@ end
 -- ("/siliconflow/v1").
 function M.serve(dialect, instance, prefix)
   ngx.update_time()
-  local entry = new_entry()
+  local entry = new_entry(dialect)
   state.log[#state.log + 1] = entry   -- logged first, so even an aborted request shows up
   local uploads = {}
   local ok, action = xpcall(decide, debug.traceback, dialect, instance, prefix, entry, uploads)

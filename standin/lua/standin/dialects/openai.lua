@@ -8,6 +8,16 @@ local lifecycle = require("standin.lifecycle")
 
 local M = {}
 
+-- What an OpenAI-compatible service (standin.dialects.compatible, azure) changes, by instance:
+-- windows = {min, max} hours a batch's completion_window may ask (default: 24h only),
+-- endpoints = the ones a batch takes, max_bytes = an upload's largest size, version = the path
+-- prefix its "Invalid URL" errors name, upload_status = the status of a good upload.
+M.variants = {}
+
+local function variant(instance)
+  return M.variants[instance] or {}
+end
+
 local FILE = common.shape({
   "id", "object", "bytes", "created_at", "expires_at", "filename", "purpose", "status", "status_details",
 })
@@ -82,12 +92,17 @@ local function upload(req)
   if fields.purpose == "batch" and not fields.file.filename:match("%.jsonl$") then
     return bad_request("Invalid file format for Batch API. Must be .jsonl", "file")
   end
+  local v = variant(req.instance)
+  if v.max_bytes and fields.file.bytes and fields.file.bytes > v.max_bytes then
+    return error_reply(413, ("File too large: %d bytes, at most %d."):format(fields.file.bytes, v.max_bytes),
+      "invalid_request_error", "file", "file_too_large")
+  end
   local id = common.new_id("file-", 22, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
   local now = ngx.time()
   local record = common.store_file(req.instance, id, fields.file, {
     purpose = fields.purpose, expires_at = fields.purpose == "batch" and now + FILE_EXPIRY or nil,
   })
-  return common.json_reply(200, file_object(record))
+  return common.json_reply(variant(req.instance).upload_status or 200, file_object(record))
 end
 
 -- The cursor's place: the seq of the record named by after (a deleted file keeps its place).
@@ -178,7 +193,7 @@ local function render(b)
   local v = lifecycle.view(b)
   local batch = setmetatable({
     id = b.id, object = "batch", endpoint = b.endpoint, input_file_id = b.input.id,
-    completion_window = "24h", status = v.status == "queued" and "validating" or v.status,
+    completion_window = b.completion_window or "24h", status = v.status == "queued" and "validating" or v.status,
     output_file_id = v.output_file and v.output_file.id, error_file_id = v.error_file and v.error_file.id,
     created_at = math.floor(b.created), expires_at = b.expires_at, metadata = b.metadata,
   }, BATCH)
@@ -214,13 +229,19 @@ local function batch_error(instance, b)
     end
   end
   local known = false
-  for _, e in ipairs(ENDPOINTS) do known = known or e == b.endpoint end
+  local service = variant(instance)
+  local endpoints = service.endpoints or ENDPOINTS
+  for _, e in ipairs(endpoints) do known = known or e == b.endpoint end
   if not known then
-    return bad_request(("Invalid value: '%s'. Supported values are: %s."):format(b.endpoint, quoted_list(ENDPOINTS)),
+    return bad_request(("Invalid value: '%s'. Supported values are: %s."):format(b.endpoint, quoted_list(endpoints)),
       "endpoint")
   end
-  if b.completion_window ~= "24h" then
-    return bad_request(("Invalid value: '%s'. Supported values are: '24h'."):format(b.completion_window),
+  local n, unit = b.completion_window:match("^(%d+)([hd])$")
+  local hours = n and tonumber(n) * (unit == "d" and 24 or 1)
+  local low, high = (service.windows or { 24, 24 })[1], (service.windows or { 24, 24 })[2]
+  if not hours or hours < low or hours > high then
+    local allowed = low == high and ("'%dh'"):format(low) or ("'%dh' to '%dh'"):format(low, high)
+    return bad_request(("Invalid value: '%s'. Supported values are: %s."):format(b.completion_window, allowed),
       "completion_window")
   end
   if not common.absent(b.metadata) then
@@ -282,6 +303,7 @@ local function create_batch(req)
                expires_at = math.floor(batch.final_at) + output_expiry }
     end,
   })
+  batch.completion_window = b.completion_window
   batch.expires_at = math.floor(batch.created) + 86400
   if expire then batch.expires_at = math.floor(batch.plan[#batch.plan][2]) end
   return common.json_reply(200, render(batch))
@@ -330,8 +352,9 @@ M.route = common.router({
 
 M.prepare = lifecycle.advance
 
-function M.not_found(path, method)
-  return error_reply(404, ("Invalid URL (%s /v1%s)"):format(method or "GET", path or ""))
+function M.not_found(path, method, instance)
+  return error_reply(404, ("Invalid URL (%s %s%s)"):format(method or "GET", variant(instance).version or "/v1",
+    path or ""))
 end
 
 function M.unauthorized(_, auth)
