@@ -1,5 +1,5 @@
---- moonbatch.providers.openai: OpenAI's Files and Batch API, and any service that copies it
--- (plain objects, cursor pages ({data, has_more, first_id, last_id}).
+--- moonbatch.providers.openai: OpenAI's Files and Batch API, and any service that copies it:
+-- plain objects, cursor pages ({data, has_more, first_id, last_id}).
 -- OpenAI's dialect is the default every provider starts from (moonbatch.providers.base).
 -- @module moonbatch.providers.openai
 local provider = require("moonbatch.providers.base")
