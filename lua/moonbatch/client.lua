@@ -165,10 +165,16 @@ local function attempt(op, timeout, headers)
 end
 
 -- the error context of `op`, made only when a call fails
+-- (every errors.make of the client goes through it: the key to redact, the provider's request-id
+-- headers and path templates)
+local function error_context(self, method, path, url)
+  return { provider = self.provider.name, method = method, path = path,
+           url = url or (self.base_url .. path), secret = self.api_key,
+           request_id_headers = self.provider.request_id_headers, own_segments = self.own_segments }
+end
+
 local function context(self, op)
-  return { provider = self.provider.name, method = op.method, path = op.path,
-           url = self.base_url .. op.path, secret = self.api_key,
-           request_id_headers = self.provider.request_id_headers }
+  return error_context(self, op.method, op.path)
 end
 
 --- Run `op` with retries (the loop every operation goes through).
@@ -321,8 +327,7 @@ local upload_spec = { file = "string", purpose = "string", filename = "string",
 local function files_upload(self, opts)
   args.check("files.upload", opts, upload_spec, { "file" })
   local p = self.provider
-  local ctx = { provider = p.name, method = "POST", path = p.upload_path,
-                url = self.base_url .. p.upload_path, secret = self.api_key }
+  local ctx = error_context(self, "POST", p.upload_path)
   local fields, refused = p.upload_fields(opts)
   if refused then
     refused.attempts = 0
@@ -524,7 +529,7 @@ local function files_download(self, id, path, opts)
   local url_given = id:match("^https?://") ~= nil
   local refused = url_given and client.insecure(id, self.allow_http)
   if refused then
-    return nil, errors.make({ provider = p.name, method = "GET", path = id, url = id, secret = self.api_key },
+    return nil, errors.make(error_context(self, "GET", id, id),
       { kind = "validation", attempts = 0, message = refused })
   end
   local op_path = url_given and id or (p.files_path .. "/" .. escape_id("files.download", id) .. "/content")
@@ -559,8 +564,7 @@ local function files_download(self, id, path, opts)
       local ok, err = os.rename(temp, path)
       if ok then return result end
       os.remove(temp)
-      return nil, errors.make({ provider = p.name, method = "GET", path = op_path, url = op_path,
-        secret = self.api_key }, { kind = "io", message = "cannot move the download into place: " ..
+      return nil, errors.make(error_context(self, "GET", op_path, op_path), { kind = "io", message = "cannot move the download into place: " ..
         tostring(err), attempts = info and info.attempts })
     end
     os.remove(temp)
@@ -752,8 +756,7 @@ local function batches_wait(self, id, opts)
     if ends and now >= ends then
       local p = self.provider
       local path = p.batches_path .. "/" .. id
-      return nil, errors.make({ provider = p.name, method = "GET", path = path,
-        url = self.base_url .. path, secret = self.api_key },
+      return nil, errors.make(error_context(self, "GET", path),
         { kind = "timeout", retryable = true, message = ("batch %s still %s after %gs of waiting")
           :format(id, batch.status, now - started) })
     end
@@ -807,6 +810,8 @@ function client.new(opts)
     sleep = opts.sleep or core.sleep,
     random = opts.random or math.random,
     session = core.session(),
+    -- the fixed segments of the provider's paths, never redacted as if they were a short key
+    own_segments = errors.segments({ p.upload_path, p.files_path, p.batches_path }),
   }
   self.files = {
     upload = function(o) return files_upload(self, o) end,

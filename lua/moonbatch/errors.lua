@@ -276,32 +276,45 @@ local function redact_cut(s, secret, limit)
 end
 errors.redact_cut = redact_cut
 
--- the path's fixed segments (the providers' path templates, spec/redaction_spec.lua checks the
--- list): never redacted, whatever the key
+-- the fixed segments of the library's own paths ("/files/{id}/content", "/batches/{id}/cancel"):
+-- never redacted, whatever the key; a provider's path templates add theirs (errors.segments)
 local OWN_SEGMENTS = { [""] = true, v1 = true, files = true, upload = true, batches = true,
                        content = true, cancel = true }
-errors.OWN_SEGMENTS = OWN_SEGMENTS
+
+--- The set of fixed segments of some path templates, with the library's own: what errors.make
+-- (ctx.own_segments) never redacts in a path.
+-- @tparam table paths a list of paths such as "/batch/jobs" (nil entries are skipped)
+-- @treturn table a set {segment = true}
+function errors.segments(paths)
+  local set = {}
+  for k in pairs(OWN_SEGMENTS) do set[k] = true end
+  for _, path in pairs(paths) do
+    for segment in tostring(path):gmatch("[^/?]+") do set[segment] = true end
+  end
+  return set
+end
 
 -- a path or URL: a long key anywhere; a short one only as a whole segment or query value that is
--- not one of the library's own
-local function redact_path(s, secret)
+-- not one of the path templates' own (`own`, default the library's)
+local function redact_path(s, secret, own)
   if type(s) ~= "string" or type(secret) ~= "string" or secret == "" then return s end
   if #secret >= SHORT_KEY then return errors.redact(s, secret) end
+  own = own or OWN_SEGMENTS
   return (s:gsub("([^/?&=#;]*)", function(segment)
-    if OWN_SEGMENTS[segment] then return segment end
+    if own[segment] then return segment end
     return errors.redact(segment, secret)
   end))
 end
 
-local function redact_url(url, path, secret)
+local function redact_url(url, path, secret, own)
   if type(url) ~= "string" or type(secret) ~= "string" or secret == "" then return url end
   if type(path) == "string" and #path < #url and url:sub(-#path) == path then
     -- the base URL is the caller's own setting; only the path's ids may come from outside
     local base = url:sub(1, #url - #path)
     if #secret >= SHORT_KEY then base = errors.redact(base, secret) end
-    return base .. redact_path(path, secret)
+    return base .. redact_path(path, secret, own)
   end
-  return redact_path(url, secret)
+  return redact_path(url, secret, own)
 end
 
 --- errors.redact_url(url, path, secret): a URL (or path) without the key: a long key anywhere,
@@ -506,8 +519,8 @@ function errors.make(ctx, fields)
     attempts = fields.attempts,
     body = body_start(fields.body, secret),
     method = ctx.method,
-    url = redact_url(ctx.url, ctx.path, secret),
-    path = redact_path(ctx.path, secret),
+    url = redact_url(ctx.url, ctx.path, secret, ctx.own_segments),
+    path = redact_path(ctx.path, secret, ctx.own_segments),
     curl_code = fields.curl_code,
   }
   if fields.headers then

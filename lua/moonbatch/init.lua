@@ -15,8 +15,11 @@ local moonbatch = {
 -- `client.close`, ...) are documented in moonbatch.client. Nothing is sent and no key is needed
 -- until an operation is called.
 -- @tparam[opt] table opts
--- @tparam[opt="siliconflow"] string opts.provider one of `moonbatch.providers`: "siliconflow",
--- "siliconflow-global", "together", "openai" (and OpenAI-compatible services, with `base_url`)
+-- @tparam[opt="siliconflow"] string|table opts.provider a name from `moonbatch.providers`
+-- (the registry, moonbatch.providers), or a table of data describing another OpenAI-compatible
+-- service
+-- @tparam[opt] string opts.api_version sent as `api-version` on every call where the provider
+-- takes one (Azure; default the provider's)
 -- @tparam[opt] string opts.api_key the API key (default: the provider's variable, e.g.
 -- `SILICONFLOW_API_KEY`, then `MOONBATCH_API_KEY`)
 -- @tparam[opt] string opts.base_url the API's base URL (default: `MOONBATCH_BASE_URL`, then the
@@ -96,7 +99,7 @@ end
 -- prints; LDoc lists no name that starts with an underscore).
 -- @field version
 
---- The providers `moonbatch.new` knows: "siliconflow", "siliconflow-global", "together", "openai".
+--- The names of the providers `moonbatch.new` knows, built-in first (moonbatch.providers.names()).
 -- @field providers
 
 return moonbatch

@@ -2,15 +2,28 @@
 -- `moonbatch --help` (and so the man page) lists them. `spec/cli_more_spec.lua` checks that each
 -- variable the code reads (os.getenv) is here.
 -- @module moonbatch.cli.env
+local providers = require("moonbatch.providers")
+
 local env = {}
 
+-- each provider's key variable (from the registry), with the providers that read it
+local function key_variables()
+  local out = {}
+  for i, v in ipairs(providers.key_variables()) do
+    local names = v[2]
+    local list = #names == 1 and names[1]
+      or table.concat(names, ", ", 1, #names - 1) .. " and " .. names[#names]
+    out[i] = { v[1], "the API key for " .. list }
+  end
+  return out
+end
+
 --- The variables, in the order shown: `{ name, what it does }`.
-env.variables = {
-  { "SILICONFLOW_API_KEY", "the API key for siliconflow and siliconflow-global" },
-  { "TOGETHER_API_KEY", "the API key for together" },
-  { "OPENAI_API_KEY", "the API key for openai" },
+env.variables = key_variables()
+for _, v in ipairs({
   { "MOONBATCH_API_KEY", "the API key when the provider's variable is not set" },
   { "MOONBATCH_PROVIDER", "the provider when --provider is not given" },
+  { "MOONBATCH_PROVIDERS", "files of providers given as data (JSON or Lua tables), separated by ':', added to the built-in ones" },
   { "MOONBATCH_BASE_URL", "the base URL when --base-url is not given" },
   { "MOONBATCH_PROGRESS", "always: bars and redrawn lines even off a terminal; never: plain lines" },
   { "MOONBATCH_LOG", "debug: one line per HTTP exchange on standard error (the key redacted)" },
@@ -18,7 +31,7 @@ env.variables = {
   { "COLUMNS", "the terminal's width for progress lines (default: the terminal's own)" },
   { "TERM", "dumb: plain progress lines, no redrawing" },
   { "PWD", "the working directory a job's manifest records its input against" },
-}
+}) do env.variables[#env.variables + 1] = v end
 
 --- The `environment:` section of the tool's help.
 -- @treturn string lines ending in a newline

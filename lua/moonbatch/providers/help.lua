@@ -22,7 +22,8 @@ local function wrap(words, width, indent)
   return table.concat(lines, "\n" .. indent)
 end
 
--- the registry's names, the default first, wrapped as the help's column
+--- The registry's names, the default first, wrapped as the help's column.
+-- @treturn string the lines of the `--provider` entry
 function M.names()
   local ok, names = pcall(providers.names)
   if not ok then return "(MOONBATCH_PROVIDERS is bad: " .. tostring(names) .. ")" end
@@ -34,20 +35,14 @@ function M.names()
   return wrap(words, 70, "                    ")
 end
 
--- the help's sentence on where the key comes from: each provider's key variable, once each
+--- The help's sentence on where the key comes from: each provider's key variable, once each.
+-- @treturn string the sentence, wrapped, ending in a newline
 function M.keys()
-  local seen, words = {}, { "The", "API", "key", "comes", "from", "the", "provider's", "variable" }
-  local ok, names = pcall(providers.names)
-  local vars = {}
-  for _, n in ipairs(ok and names or {}) do
-    local v = providers.get(n).key_env
-    if v and not seen[v] then
-      seen[v] = true
-      vars[#vars + 1] = v
-    end
-  end
+  local words = { "The", "API", "key", "comes", "from", "the", "provider's", "variable" }
+  local ok, vars = pcall(providers.key_variables)
+  if not ok then vars = {} end
   for i, v in ipairs(vars) do
-    words[#words + 1] = (i == 1 and "(" or "") .. v .. (i == #vars and ")," or ",")
+    words[#words + 1] = (i == 1 and "(" or "") .. v[1] .. (i == #vars and ")," or ",")
   end
   for w in ("then MOONBATCH_API_KEY, or from --key-file; never from an argument."):gmatch("%S+") do
     words[#words + 1] = w

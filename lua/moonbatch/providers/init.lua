@@ -175,6 +175,24 @@ function M.get(spec, who)
   return p
 end
 
+--- Each key variable the providers read, once, with the providers that read it, in the order
+-- of `names()`.
+-- @treturn table a list of `{ variable, { name, ... } }`
+function M.key_variables()
+  local out, by_var = {}, {}
+  for _, name in ipairs(M.names()) do
+    local var = M.get(name).key_env
+    if var then
+      if not by_var[var] then
+        by_var[var] = {}
+        out[#out + 1] = { var, by_var[var] }
+      end
+      table.insert(by_var[var], name)
+    end
+  end
+  return out
+end
+
 -- a data file: JSON, or Lua returning a table, run with nothing in its environment
 local function read_data(path)
   local f, err = io.open(path, "rb")
