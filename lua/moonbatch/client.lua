@@ -45,19 +45,38 @@ local function copy(t)
   return out
 end
 
+-- Is `host` (as libcurl normalises it: IPv4 literals in dotted decimal, IPv6 in brackets) this
+-- machine? Only 127.0.0.0/8, localhost and [::1]: a name that merely starts or ends like them
+-- (127.evil.example, localhost.evil.example) is resolved by DNS and may be anywhere.
+local function loopback(host)
+  host = host:lower()
+  if host == "localhost" or host == "[::1]" then return true end
+  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  return a == "127" and tonumber(b) <= 255 and tonumber(c) <= 255 and tonumber(d) <= 255
+end
+
 --- Plain HTTP only to this machine, unless allowed: the key and the data would cross the network
--- in clear. Returns nil or the reason a URL is refused.
-function client.insecure(url, allow_http)
-  local scheme, host = url:match("^(%a[%w+.-]*)://%[([^%]]*)%]")
-  if not scheme then scheme, host = url:match("^(%a[%w+.-]*)://([^/:?#]*)") end
-  scheme = scheme and scheme:lower()
-  if scheme == "https" then return nil end
-  if scheme ~= "http" then return ("'%s' is not an http(s) URL"):format(url) end
-  if allow_http or host == "localhost" or host == "::1" or (host or ""):match("^127%.") then
-    return nil
+-- in clear. The decision is taken on the URL as libcurl itself parses it (core.parse_url), so the
+-- host checked is the host the transfer connects to. `base` says the URL is a base URL (paths
+-- are appended to it): then a user name or password, a query and a fragment are refused too.
+-- Returns nil, or the reason `url` is refused.
+function client.insecure(url, allow_http, base)
+  local u, why = core.parse_url(url)
+  if not u then return ("'%s' is not a URL libcurl can use (%s)"):format(url, tostring(why)) end
+  local scheme = u.scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then return ("'%s' is not an http(s) URL"):format(url) end
+  if u.user or u.password or u.options then
+    -- not quoted: the part before '@' may be a password
+    return "a URL with a user name or password (user:password@host) is refused: " ..
+      "pass credentials as api_key or headers"
   end
+  if base and (u.query or u.fragment) then
+    return ("'%s' has a query or fragment: a base URL gets paths appended to it"):format(url)
+  end
+  if scheme == "https" or allow_http then return nil end
+  if not u.zoneid and loopback(u.host) then return nil end
   return ("plain HTTP to %s would send the API key and data in clear (use https, or allow_http = true)")
-    :format(host)
+    :format(u.host)
 end
 
 local debug_log = os.getenv("MOONBATCH_LOG") == "debug"
@@ -236,9 +255,16 @@ local function exchange(self, method, path, query)
   end
 end
 
+-- `id` as one path segment: every byte but RFC 3986's unreserved ones percent-encoded ("/", "?",
+-- "#", "%", non-ASCII...), and the dot segments "." and ".." refused, since a server (or a proxy
+-- before it) may resolve them even encoded ("/files/.." is the folder above /files). libcurl is
+-- told to send the path as it is (CURLOPT_PATH_AS_IS). Raises naming the argument.
 local function escape_id(who, id)
   args.string(who, 1, "id", id)
-  return (id:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+  if id == "." or id == ".." then
+    error(("%s: bad argument #1 'id' ('%s' is not an id: a path segment of dots)"):format(who, id), 3)
+  end
+  return (id:gsub("[^A-Za-z0-9%-._~]", function(c) return ("%%%02X"):format(c:byte()) end))
 end
 
 local upload_spec = { file = "string", purpose = "string", filename = "string",
@@ -565,7 +591,7 @@ local function batches_wait(self, id, opts)
     local now = self.clock()
     if ends and now >= ends then
       local p = self.provider
-      local path = p.batches_path .. "/" .. id
+      local path = p.batches_path .. "/" .. escape_id("batches.wait", id)
       return nil, errors.make({ provider = p.name, method = "GET", path = path,
         url = self.base_url .. path, secret = self.api_key },
         { kind = "timeout", retryable = true, message = ("batch %s still %s after %gs of waiting")
@@ -595,7 +621,7 @@ function client.new(opts)
     end
   end
   local base_url = opts.base_url or env("MOONBATCH_BASE_URL") or p.base_url
-  local refused = client.insecure(base_url, opts.allow_http)
+  local refused = client.insecure(base_url, opts.allow_http, true)
   if refused then error("moonbatch.new: bad base_url: " .. refused, 2) end
   local self = {
     provider = p,
