@@ -37,7 +37,8 @@ local function nonempty(s)
   if s ~= nil and s ~= "" then return s end
 end
 
-local random_hex = require("moonbatch.fs").random_hex
+local fs = require("moonbatch.fs")
+local random_hex = fs.random_hex
 
 local function copy(t)
   local out = {}
@@ -281,14 +282,12 @@ local function files_upload(self, opts)
     refused.attempts = 0
     return nil, errors.make(ctx, refused)
   end
-  -- a file that cannot be opened fails before any attempt
-  local f, why = io.open(opts.file, "rb")
-  if not f then
-    if why:sub(1, #opts.file + 2) == opts.file .. ": " then why = why:sub(#opts.file + 3) end
-    return nil, errors.make(ctx, { kind = "io", attempts = 0,
-                                   message = ("cannot read '%s': %s"):format(opts.file, why) })
+  -- a file that cannot be opened fails before any attempt; the check never blocks (a FIFO is
+  -- refused as not a regular file, not opened to wait for a writer)
+  local size, why = fs.size(opts.file)
+  if not size then
+    return nil, errors.make(ctx, { kind = "io", attempts = 0, message = why })
   end
-  f:close()
   -- the file is checked as it is sent, in the same pass: a bad line found here costs nothing;
   -- found by the provider, it costs an upload and a batch. The line stops the upload before
   -- its end (the server gets no file), and the call fails as moonbatch.validate does.
@@ -413,13 +412,39 @@ local function temporary_beside(path)
   return ("%s.moonbatch-%s.part"):format(path, random_hex(6))
 end
 
+-- pcall lets a coroutine yield through it on 5.2+ and LuaJIT, not on plain Lua 5.1
+local pcall_yields = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
+
+-- the download itself: the bytes into `temp`, committed as `path` once whole
+local function download_into(self, op, temp, path)
+  local p = self.provider
+  -- a result file may answer 404 for a while after its batch completed: wait it out, bounded
+  local grace_ends = p.content_404_grace and self.clock() + p.content_404_grace
+  while true do
+    local result, msg, info = client.call(self, op)
+    if result then
+      local ok, err = fs.commit(temp, path) -- removes temp when it fails
+      if ok then return result end
+      return nil, errors.make({ provider = p.name, method = "GET", path = op.path, url = op.path,
+        secret = self.api_key }, { kind = "io", message = "cannot move the download into place: " ..
+        tostring(err), attempts = info and info.attempts })
+    end
+    os.remove(temp)
+    if not (info.status == 404 and grace_ends and self.clock() + 2 <= grace_ends) then
+      return nil, msg, info
+    end
+    pause(self, 2)
+  end
+end
+
 local function files_download(self, id, path, opts)
   args.string("files.download", 1, "id", id)
   args.string("files.download", 2, "path", path)
   args.check("files.download", opts, download_spec)
   opts = opts or {}
   local p = self.provider
-  local url_given = id:match("^https?://") ~= nil
+  -- a URL (any scheme: an id never holds "://") is fetched as it is, if the guard lets it
+  local url_given = id:match("^%a[%w+.-]*://") ~= nil
   local refused = url_given and client.insecure(id, self.allow_http)
   if refused then
     return nil, errors.make({ provider = p.name, method = "GET", path = id, url = id, secret = self.api_key },
@@ -449,24 +474,23 @@ local function files_download(self, id, path, opts)
       return { path = path, bytes = res.output_bytes }
     end,
   }
-  -- a result file may answer 404 for a while after its batch completed: wait it out, bounded
-  local grace_ends = p.content_404_grace and self.clock() + p.content_404_grace
-  while true do
-    local result, msg, info = client.call(self, op)
-    if result then
-      local ok, err = os.rename(temp, path)
-      if ok then return result end
-      os.remove(temp)
-      return nil, errors.make({ provider = p.name, method = "GET", path = op_path, url = op_path,
-        secret = self.api_key }, { kind = "io", message = "cannot move the download into place: " ..
-        tostring(err), attempts = info and info.attempts })
-    end
-    os.remove(temp)
-    if not (info.status == 404 and grace_ends and self.clock() + 2 <= grace_ends) then
-      return nil, msg, info
-    end
-    pause(self, 2)
+  -- the temporary file goes on every way out: returned errors (download_into), errors raised
+  -- through the call (on_progress, Ctrl-C's "interrupted!") caught here, and inside a scheduler
+  -- task, the task stopped or ended by an error the scheduler sees (where pcall cannot yield)
+  local function drop() os.remove(temp) end
+  local cancel = scheduler.defer(drop)
+  if cancel and not pcall_yields then
+    local result, msg, info = download_into(self, op, temp, path)
+    cancel()
+    return result, msg, info
   end
+  local ok, result, msg, info = pcall(download_into, self, op, temp, path)
+  if cancel then cancel() end
+  if not ok then
+    drop()
+    error(result, 0)
+  end
+  return result, msg, info
 end
 
 local many_spec = { concurrency = "integer", validate = "boolean" }
