@@ -594,7 +594,7 @@ local function progress_key(b)
 end
 
 local function batches_wait(self, id, opts)
-  args.string("batches.wait", 1, "id", id)
+  escape_id("batches.wait", id)
   args.check("batches.wait", opts, wait_spec)
   opts = opts or {}
   local interval = opts.interval or 2
