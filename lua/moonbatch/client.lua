@@ -68,16 +68,17 @@ function client.insecure(url, allow_http, base)
   if scheme ~= "http" and scheme ~= "https" then return ("'%s' is not an http(s) URL"):format(url) end
   if u.user or u.password or u.options then
     -- not quoted: the part before '@' may be a password
-    return "a URL with a user name or password (user:password@host) is refused: " ..
-      "pass credentials as api_key or headers"
+    return ("a URL with a user name or password (user:password@...) is refused (this one " ..
+      "connects to %s): pass credentials as api_key or headers"):format(u.host)
+  end
+  if scheme == "http" and not allow_http and (u.zoneid or not loopback(u.host)) then
+    return ("plain HTTP to %s would send the API key and data in clear (use https, or allow_http = true)")
+      :format(u.host)
   end
   if base and (u.query or u.fragment) then
     return ("'%s' has a query or fragment: a base URL gets paths appended to it"):format(url)
   end
-  if scheme == "https" or allow_http then return nil end
-  if not u.zoneid and loopback(u.host) then return nil end
-  return ("plain HTTP to %s would send the API key and data in clear (use https, or allow_http = true)")
-    :format(u.host)
+  return nil
 end
 
 local debug_log = os.getenv("MOONBATCH_LOG") == "debug"
