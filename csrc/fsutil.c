@@ -37,8 +37,16 @@ int fsutil_open_regular(const char *path, struct stat *st, char why[FSUTIL_WHY_S
     do
         fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
-    if (fd < 0)
+    if (fd < 0) {
+        /* a socket cannot be opened at all (ENXIO): say what it is rather than why open failed */
+        int e = errno;
+        if (stat(path, st) == 0 && !S_ISREG(st->st_mode)) {
+            snprintf(why, FSUTIL_WHY_SIZE, "not a regular file (%s)", file_type(st->st_mode));
+            e = 0;
+        }
+        errno = e;
         return -1;
+    }
     if (fstat(fd, st) != 0) {
         int e = errno;
         close(fd);
