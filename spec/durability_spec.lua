@@ -76,7 +76,8 @@ describe("durable writes", function()
   it("the CLI's download: fsync of the .part, rename, fsync of the folder", function()
     if not have_strace then return pending("strace is not installed (scripts/install-deps)") end
     local input = dir .. "/in.jsonl"
-    shell.write_file(input, '{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}\n')
+    shell.write_file(input, '{"custom_id":"a","method":"POST","url":"/v1/chat/completions",' ..
+      '"body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}\n')
     local c = moonbatch.new({ base_url = s.urls.siliconflow, api_key = KEY })
     local file = assert(c.files.upload({ file = input }))
     local target, trace = dir .. "/got.jsonl", dir .. "/download.trace"

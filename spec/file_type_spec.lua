@@ -103,8 +103,9 @@ describe("non-regular input files", function()
           words[#words + 1] = "-o"
           words[#words + 1] = dir .. "/run-out.jsonl"
         end
-        local out = shell.capture(("%s SILICONFLOW_API_KEY=%s MOONBATCH_BASE_URL=%s MOONBATCH_PROGRESS=never timeout 10 %s %s 2>&1 </dev/null; echo \"exit $?\"")
-          :format(cli.CLEAN_ENV, KEY, shell.quote(s.urls.siliconflow), cli.command(), shell.words(words)))
+        local out = shell.capture(("%s SILICONFLOW_API_KEY=%s MOONBATCH_BASE_URL=%s MOONBATCH_PROGRESS=never " ..
+          "timeout 10 %s %s 2>&1 </dev/null; echo \"exit $?\""):format(cli.CLEAN_ENV, KEY,
+          shell.quote(s.urls.siliconflow), cli.command(), shell.words(words)))
         local code = tonumber(out:match("exit (%d+)%s*$"))
         assert.are_not.equal(124, code, "blocked: killed by timeout\n" .. out)
         assert.equal(1, code, out)
