@@ -90,6 +90,21 @@ describe("durable writes", function()
     assert.equal(shell.read_file(input), shell.read_file(target))
   end)
 
+  it("the CLI's run: its results file committed the same way", function()
+    if not have_strace then return pending("strace is not installed (scripts/install-deps)") end
+    local _, status = s:call("POST", "/config", { step_seconds = 0.1 })
+    if status ~= 200 then return pending("the stand-in cannot make batches fast (POST /config)") end
+    local input = dir .. "/run-in.jsonl"
+    shell.write_file(input, '{"custom_id":"a","method":"POST","url":"/v1/chat/completions",' ..
+      '"body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}\n')
+    local results, trace = dir .. "/run-out.jsonl", dir .. "/run.trace"
+    local command = ("%s SILICONFLOW_API_KEY=%s MOONBATCH_BASE_URL=%s MOONBATCH_PROGRESS=never %s%s %s " ..
+      "run %s -o %s --interval 0.1 >/dev/null 2>&1"):format(cli.CLEAN_ENV, KEY, shell.quote(s.urls.siliconflow),
+      TRACE, shell.quote(trace), cli.command(), shell.quote(input), shell.quote(results))
+    assert.is_true(shell.succeeded(os.execute(command)))
+    assert_commit_order(calls(trace), dir, results)
+  end)
+
   it("the job manifest (and every fs.write_atomic): fsync, rename, fsync of the folder", function()
     if not have_strace then return pending("strace is not installed (scripts/install-deps)") end
     local script, trace, path = dir .. "/manifest.lua", dir .. "/manifest.trace", dir .. "/job.manifest.json"
