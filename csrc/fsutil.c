@@ -79,7 +79,7 @@ int fsutil_lua_regular_file(lua_State *L)
     if (fd < 0)
         return compat_read_failure(L, path, "io", errno, why);
     close(fd);
-    lua_pushnumber(L, (lua_Number)st.st_size);
+    lua_pushinteger(L, (lua_Integer)st.st_size);
     return 1;
 }
 
