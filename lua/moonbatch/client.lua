@@ -63,6 +63,8 @@ end
 -- Returns nil, or the reason `url` is refused.
 function client.insecure(url, allow_http, base)
   local u, why = core.parse_url(url)
+  -- quoted without what may be a user name and password
+  url = url:gsub("^([^/]*//)[^/?#]*@", "%1[userinfo]@")
   if not u then return ("'%s' is not a URL libcurl can use (%s)"):format(url, tostring(why)) end
   local scheme = u.scheme:lower()
   if scheme ~= "http" and scheme ~= "https" then return ("'%s' is not an http(s) URL"):format(url) end
