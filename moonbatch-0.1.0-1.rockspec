@@ -34,8 +34,9 @@ build = {
   type = "builtin",
   modules = {
     ["moonbatch.core"] = {
-      sources = { "csrc/buffer.c", "csrc/checksum.c", "csrc/core.c", "csrc/multi.c", "csrc/ops.c", "csrc/options.c",
-                  "csrc/reply.c", "csrc/session.c", "csrc/transfer.c", "csrc/validate.c" },
+      sources = { "csrc/buffer.c", "csrc/checksum.c", "csrc/core.c", "csrc/fsutil.c", "csrc/multi.c", "csrc/ops.c", "csrc/options.c",
+                  "csrc/reply.c", "csrc/session.c", "csrc/transfer.c", "csrc/url.c",
+                  "csrc/validate.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },

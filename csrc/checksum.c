@@ -103,6 +103,7 @@ void checksum_sha256_finish(checksum_sha256 *c, unsigned char digest[CHECKSUM_DI
 
 #ifndef CHECKSUM_CORE_ONLY
 #include "compat.h"
+#include "fsutil.h"
 
 #define CHUNK_SIZE (256 * 1024)
 
@@ -141,6 +142,7 @@ int checksum_file(lua_State *L)
     double offset, wanted, done = 0;
     char *chunk;
     struct stat st;
+    char type_why[FSUTIL_WHY_SIZE];
     int fd, i;
     if (lua_type(L, 1) != LUA_TSTRING)
         return luaL_error(L, "%s: bad argument #1 'path' (string expected, got %s)", who,
@@ -152,15 +154,9 @@ int checksum_file(lua_State *L)
      * from here on while the file is open */
     chunk = (char *)lua_newuserdata(L, CHUNK_SIZE);
 
-    do
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-    while (fd < 0 && errno == EINTR);
+    fd = fsutil_open_regular(path, &st, type_why);
     if (fd < 0)
-        return fail(L, -1, path, errno, NULL);
-    if (fstat(fd, &st) != 0)
-        return fail(L, fd, path, errno, NULL);
-    if (S_ISDIR(st.st_mode))
-        return fail(L, fd, path, EISDIR, NULL);
+        return fail(L, -1, path, errno, type_why);
     if (offset > 0 && lseek(fd, (off_t)offset, SEEK_SET) < 0)
         return fail(L, fd, path, errno, NULL);
 #ifdef POSIX_FADV_SEQUENTIAL

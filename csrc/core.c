@@ -12,10 +12,12 @@
 
 #include "checksum.h"
 #include "compat.h"
+#include "fsutil.h"
 #include "multi.h"
 #include "ops.h"
 #include "session.h"
 #include "transfer.h"
+#include "url.h"
 #include "validate.h"
 
 #define NUPVALUES 3 /* decode, encode, default session */
@@ -143,6 +145,9 @@ static const luaL_Reg plain_functions[] = {
     {"validate", validate_file},
     {"checksum", checksum_file},
     {"curl", core_curl},
+    {"parse_url", url_parse},
+    {"regular_file", fsutil_lua_regular_file},
+    {"durable_rename", fsutil_lua_durable_rename},
     {NULL, NULL}};
 
 static const luaL_Reg files_functions[] = {

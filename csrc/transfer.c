@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "fsutil.h"
 #include "transfer.h"
 #include "reply.h"
 #include "options.h"
@@ -154,6 +155,7 @@ static int setup_checked_file(lua_State *L, transfer *t, curl_mimepart *p, const
 {
     upload_check *c;
     struct stat st;
+    char why[FSUTIL_WHY_SIZE] = "";
     size_t got = 0;
     if (t->check != NULL)
         luaL_error(L, "moonbatch.core: bad option 'form' (only one part can be validated)");
@@ -169,10 +171,8 @@ static int setup_checked_file(lua_State *L, transfer *t, curl_mimepart *p, const
     if (c->endpoint == NULL || c->path == NULL)
         luaL_error(L, "moonbatch.core: out of memory");
     c->config.endpoint = c->endpoint;
-    do
-        c->fd = open(file, O_RDONLY | O_CLOEXEC);
-    while (c->fd < 0 && errno == EINTR);
-    if (c->fd < 0 || fstat(c->fd, &st) != 0)
+    c->fd = fsutil_open_regular(file, &st, why);
+    if (c->fd < 0)
         goto unreadable;
     c->size = (curl_off_t)st.st_size;
     c->head_len = (size_t)(c->size < CHECK_HEAD ? c->size : CHECK_HEAD);
@@ -202,7 +202,8 @@ static int setup_checked_file(lua_State *L, transfer *t, curl_mimepart *p, const
         luaL_error(L, "moonbatch.core: out of memory");
     return 0;
 unreadable:
-    snprintf(t->failure, sizeof t->failure, "cannot read '%s': %s", file, strerror(errno));
+    snprintf(t->failure, sizeof t->failure, "cannot read '%s': %s", file,
+             why[0] ? why : strerror(errno));
     return -1;
 }
 
@@ -509,19 +510,14 @@ static void setup_headers(lua_State *L, transfer *t, int opts)
 static int file_is_readable(transfer *t, const char *path)
 {
     struct stat st;
-    FILE *f = fopen(path, "rb");
-    const char *why = NULL;
-    if (f == NULL)
-        why = strerror(errno);
-    else if (fstat(fileno(f), &st) != 0)
-        why = strerror(errno);
-    else if (!S_ISREG(st.st_mode))
-        why = "not a regular file";
-    if (f != NULL)
-        fclose(f);
-    if (why == NULL)
+    char why[FSUTIL_WHY_SIZE];
+    int fd = fsutil_open_regular(path, &st, why); /* never blocks on a FIFO */
+    if (fd >= 0) {
+        close(fd);
         return 1;
-    snprintf(t->failure, sizeof t->failure, "cannot read '%s': %s", path, why);
+    }
+    snprintf(t->failure, sizeof t->failure, "cannot read '%s': %s", path,
+             why[0] ? why : strerror(errno));
     return 0;
 }
 
@@ -681,6 +677,7 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
         curl_easy_setopt(easy, CURLOPT_URL, url);
     }
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L); /* never squash "/../": ids are segments */
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->errbuf);
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");

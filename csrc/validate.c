@@ -1390,6 +1390,7 @@ void validate_release(validate_scanner *v)
 #include <unistd.h>
 
 #include "compat.h"
+#include "fsutil.h"
 #include "options.h"
 
 #define VALIDATE_JOB "moonbatch.core.validate"
@@ -1468,6 +1469,13 @@ static int job_fail(lua_State *L, validate_job *job, const char *path, const cha
     return compat_read_failure(L, path, kind, e, "out of memory");
 }
 
+/* ** nil, msg, {kind = "io", ...} for a file that is not a regular one; closes the job */
+static int job_fail_why(lua_State *L, validate_job *job, const char *path, const char *why)
+{
+    job_close(job);
+    return compat_read_failure(L, path, "io", 0, why);
+}
+
 static void push_count(lua_State *L, uint64_t n)
 {
     if (n <= (uint64_t)1 << 53)
@@ -1518,6 +1526,7 @@ int validate_file(lua_State *L)
     validate_job *job;
     const char *path;
     struct stat st;
+    char why[FSUTIL_WHY_SIZE];
     if (lua_type(L, 1) != LUA_TSTRING)
         return luaL_error(L, "%s: bad argument #1 'path' (string expected, got %s)", who,
                           luaL_typename(L, 1));
@@ -1546,15 +1555,9 @@ int validate_file(lua_State *L)
     job->chunk = (char *)malloc(CHUNK_SIZE);
     if (job->chunk == NULL)
         return job_fail(L, job, path, "memory", 0);
-    do
-        job->fd = open(path, O_RDONLY | O_CLOEXEC);
-    while (job->fd < 0 && errno == EINTR);
+    job->fd = fsutil_open_regular(path, &st, why);
     if (job->fd < 0)
-        return job_fail(L, job, path, "io", errno);
-    if (fstat(job->fd, &st) != 0)
-        return job_fail(L, job, path, "io", errno);
-    if (S_ISDIR(st.st_mode))
-        return job_fail(L, job, path, "io", EISDIR);
+        return why[0] ? job_fail_why(L, job, path, why) : job_fail(L, job, path, "io", errno);
 #ifdef POSIX_FADV_SEQUENTIAL
     (void)posix_fadvise(job->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif

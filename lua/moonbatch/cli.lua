@@ -984,12 +984,8 @@ end
 --- Upload `file` with a bar: the File.
 function Context:upload_step(file)
   local client = self:client()
-  local size = fs.size(file)
-  if not size then
-    local f, err = io.open(file, "rb")
-    if f then f:close() end
-    fail("moonbatch: cannot read " .. tostring(err or file))
-  end
+  local size, why = fs.size(file) -- never blocks: a FIFO is refused, not opened
+  if not size then fail("moonbatch: " .. tostring(why)) end
   self.reporter:plain(("uploading %s (%s)"):format(file, progress.bytes(size)))
   local bar = self.reporter:transfer("uploading " .. basename(file), size)
   local uploaded, msg, info = client.files.upload({

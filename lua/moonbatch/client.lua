@@ -53,7 +53,8 @@ local function nonempty(s)
   if s ~= nil and s ~= "" then return s end
 end
 
-local random_hex = require("moonbatch.fs").random_hex
+local fs = require("moonbatch.fs")
+local random_hex = fs.random_hex
 
 local function copy(t)
   local out = {}
@@ -61,22 +62,44 @@ local function copy(t)
   return out
 end
 
+-- Is `host` (as libcurl normalises it: IPv4 literals in dotted decimal, IPv6 in brackets) this
+-- machine? Only 127.0.0.0/8, localhost and [::1]: a name that merely starts or ends like them
+-- (127.evil.example, localhost.evil.example) is resolved by DNS and may be anywhere.
+local function loopback(host)
+  host = host:lower()
+  if host == "localhost" or host == "[::1]" then return true end
+  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  return a == "127" and tonumber(b) <= 255 and tonumber(c) <= 255 and tonumber(d) <= 255
+end
+
 --- Plain HTTP only to this machine, unless allowed: the key and the data would cross the network
--- in clear.
+-- in clear. The decision is taken on the URL as libcurl itself parses it (core.parse_url), so the
+-- host checked is the host the transfer connects to. `base` says the URL is a base URL (paths
+-- are appended to it): then a user name or password, a query and a fragment are refused too.
 -- @tparam string url a base URL or a result URL
 -- @tparam ?boolean allow_http true to accept plain HTTP to any host
+-- @tparam ?boolean base true when `url` is a base URL
 -- @treturn ?string nil, or the reason `url` is refused
-function client.insecure(url, allow_http)
-  local scheme, host = url:match("^(%a[%w+.-]*)://%[([^%]]*)%]")
-  if not scheme then scheme, host = url:match("^(%a[%w+.-]*)://([^/:?#]*)") end
-  scheme = scheme and scheme:lower()
-  if scheme == "https" then return nil end
-  if scheme ~= "http" then return ("'%s' is not an http(s) URL"):format(url) end
-  if allow_http or host == "localhost" or host == "::1" or (host or ""):match("^127%.") then
-    return nil
+function client.insecure(url, allow_http, base)
+  local u, why = core.parse_url(url)
+  -- quoted without what may be a user name and password
+  url = url:gsub("^([^/]*//)[^/?#]*@", "%1[userinfo]@")
+  if not u then return ("'%s' is not a URL libcurl can use (%s)"):format(url, tostring(why)) end
+  local scheme = u.scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then return ("'%s' is not an http(s) URL"):format(url) end
+  if u.user or u.password or u.options then
+    -- not quoted: the part before '@' may be a password
+    return ("a URL with a user name or password (user:password@...) is refused (this one " ..
+      "connects to %s): pass credentials as api_key or headers"):format(u.host)
   end
-  return ("plain HTTP to %s would send the API key and data in clear (use https, or allow_http = true)")
-    :format(host)
+  if scheme == "http" and not allow_http and (u.zoneid or not loopback(u.host)) then
+    return ("plain HTTP to %s would send the API key and data in clear (use https, or allow_http = true)")
+      :format(u.host)
+  end
+  if base and (u.query or u.fragment) then
+    return ("'%s' has a query or fragment: a base URL gets paths appended to it"):format(url)
+  end
+  return nil
 end
 
 local debug_log = os.getenv("MOONBATCH_LOG") == "debug"
@@ -293,9 +316,16 @@ local function exchange(self, method, path, query, json)
   end
 end
 
+-- `id` as one path segment: every byte but RFC 3986's unreserved ones percent-encoded ("/", "?",
+-- "#", "%", non-ASCII...), and the dot segments "." and ".." refused, since a server (or a proxy
+-- before it) may resolve them even encoded ("/files/.." is the folder above /files). libcurl is
+-- told to send the path as it is (CURLOPT_PATH_AS_IS). Raises naming the argument.
 local function escape_id(who, id)
   args.string(who, 1, "id", id)
-  return (id:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+  if id == "." or id == ".." then
+    error(("%s: bad argument #1 'id' ('%s' is not an id: a path segment of dots)"):format(who, id), 3)
+  end
+  return (id:gsub("[^A-Za-z0-9%-._~]", function(c) return ("%%%02X"):format(c:byte()) end))
 end
 
 local upload_spec = { file = "string", purpose = "string", filename = "string",
@@ -333,14 +363,12 @@ local function files_upload(self, opts)
     refused.attempts = 0
     return nil, errors.make(ctx, refused)
   end
-  -- a file that cannot be opened fails before any attempt
-  local f, why = io.open(opts.file, "rb")
-  if not f then
-    if why:sub(1, #opts.file + 2) == opts.file .. ": " then why = why:sub(#opts.file + 3) end
-    return nil, errors.make(ctx, { kind = "io", attempts = 0,
-                                   message = ("cannot read '%s': %s"):format(opts.file, why) })
+  -- a file that cannot be opened fails before any attempt; the check never blocks (a FIFO is
+  -- refused as not a regular file, not opened to wait for a writer)
+  local size, why = fs.size(opts.file)
+  if not size then
+    return nil, errors.make(ctx, { kind = "io", attempts = 0, message = why })
   end
-  f:close()
   -- a provider whose lines differ from OpenAI's sends a rewritten copy (the user's file stays)
   local source, cleanup = opts.file, nil
   if p.upload_source then
@@ -508,6 +536,30 @@ local function temporary_beside(path)
   return ("%s.moonbatch-%s.part"):format(path, random_hex(6))
 end
 
+-- pcall lets a coroutine yield through it on 5.2+ and LuaJIT, not on plain Lua 5.1
+local pcall_yields = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
+
+-- the download itself: the bytes into `temp`, committed as `path` once whole
+local function download_into(self, op, temp, path)
+  local p = self.provider
+  -- a result file may answer 404 for a while after its batch completed: wait it out, bounded
+  local grace_ends = p.content_404_grace and self.clock() + p.content_404_grace
+  while true do
+    local result, msg, info = client.call(self, op)
+    if result then
+      local ok, err = fs.commit(temp, path) -- removes temp when it fails
+      if ok then return result end
+      return nil, errors.make(error_context(self, "GET", op.path, op.path), { kind = "io", message = "cannot move the download into place: " ..
+        tostring(err), attempts = info and info.attempts })
+    end
+    os.remove(temp)
+    if not (info.status == 404 and grace_ends and self.clock() + 2 <= grace_ends) then
+      return nil, msg, info
+    end
+    pause(self, 2)
+  end
+end
+
 --- Download a file (a batch's output or error file) to `path`.
 -- The bytes go to a temporary file beside `path`, renamed into place only once the transfer is
 -- complete and its length matches the announced one: a failed download leaves nothing at
@@ -526,7 +578,8 @@ local function files_download(self, id, path, opts)
   args.check("files.download", opts, download_spec)
   opts = opts or {}
   local p = self.provider
-  local url_given = id:match("^https?://") ~= nil
+  -- a URL (any scheme: an id never holds "://") is fetched as it is, if the guard lets it
+  local url_given = id:match("^%a[%w+.-]*://") ~= nil
   local refused = url_given and client.insecure(id, self.allow_http)
   if refused then
     return nil, errors.make(error_context(self, "GET", id, id),
@@ -556,23 +609,23 @@ local function files_download(self, id, path, opts)
       return { path = path, bytes = objects.integer(res.output_bytes) }
     end,
   }
-  -- a result file may answer 404 for a while after its batch completed: wait it out, bounded
-  local grace_ends = p.content_404_grace and self.clock() + p.content_404_grace
-  while true do
-    local result, msg, info = client.call(self, op)
-    if result then
-      local ok, err = os.rename(temp, path)
-      if ok then return result end
-      os.remove(temp)
-      return nil, errors.make(error_context(self, "GET", op_path, op_path), { kind = "io", message = "cannot move the download into place: " ..
-        tostring(err), attempts = info and info.attempts })
-    end
-    os.remove(temp)
-    if not (info.status == 404 and grace_ends and self.clock() + 2 <= grace_ends) then
-      return nil, msg, info
-    end
-    pause(self, 2)
+  -- the temporary file goes on every way out: returned errors (download_into), errors raised
+  -- through the call (on_progress, Ctrl-C's "interrupted!") caught here, and inside a scheduler
+  -- task, the task stopped or ended by an error the scheduler sees (where pcall cannot yield)
+  local function drop() os.remove(temp) end
+  local cancel = scheduler.defer(drop)
+  if cancel and not pcall_yields then
+    local result, msg, info = download_into(self, op, temp, path)
+    cancel()
+    return result, msg, info
   end
+  local ok, result, msg, info = pcall(download_into, self, op, temp, path)
+  if cancel then cancel() end
+  if not ok then
+    drop()
+    error(result, 0)
+  end
+  return result, msg, info
 end
 
 local many_spec = { concurrency = args.CONCURRENCY, validate = "boolean" }
@@ -734,7 +787,7 @@ end
 -- @treturn table Batch in a final state, or `nil, msg, info` (`kind = "timeout"` when the time
 -- ran out, the batch still running)
 local function batches_wait(self, id, opts)
-  args.string("batches.wait", 1, "id", id)
+  escape_id("batches.wait", id)
   args.check("batches.wait", opts, wait_spec)
   opts = opts or {}
   local interval = opts.interval or 2
@@ -755,7 +808,7 @@ local function batches_wait(self, id, opts)
     local now = self.clock()
     if ends and now >= ends then
       local p = self.provider
-      local path = p.batches_path .. "/" .. id
+      local path = p.batches_path .. "/" .. escape_id("batches.wait", id)
       return nil, errors.make(error_context(self, "GET", path),
         { kind = "timeout", retryable = true, message = ("batch %s still %s after %gs of waiting")
           :format(id, batch.status, now - started) })
@@ -786,7 +839,7 @@ function client.new(opts)
   if not base_url then
     error(("moonbatch.new: provider %s needs base_url (%s)"):format(name, p.base_url_hint or "its service's URL"), 2)
   end
-  local refused = client.insecure(base_url, opts.allow_http)
+  local refused = client.insecure(base_url, opts.allow_http, true)
   if refused then error("moonbatch.new: bad base_url: " .. refused, 2) end
   local self = {
     provider = p,

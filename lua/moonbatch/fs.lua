@@ -1,6 +1,7 @@
 --- moonbatch.fs: the small file and shell helpers the Lua layer shares (the CLI, jobs and their
--- manifests, moonbatch.standin): quoting for sh, running a command, a file's existence, size and
--- bytes, random names, and replacing a file atomically (written beside it, then renamed over it).
+-- manifests, moonbatch.standin): quoting for sh, running a command, a file's existence and size
+-- (never blocking on a FIFO), its bytes, random names, and replacing a file atomically and durably
+-- (written beside it, fsynced, renamed over it, the folder fsynced).
 -- @module moonbatch.fs
 local fs = {}
 
@@ -16,20 +17,20 @@ function fs.succeeded(a, _, code)
   return a == true and (code == nil or code == 0)
 end
 
---- Whether `path` can be opened for reading.
+-- moonbatch.core, loaded on first use (the shell helpers need no C)
+local function core() return require("moonbatch.core") end
+
+--- Whether `path` is a regular file that can be opened for reading (checked without blocking: a
+-- FIFO is not one).
 function fs.exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
+  return core().regular_file(path) ~= nil
 end
 
---- The size of the file at `path` in bytes, or nil when it cannot be read.
+--- The size of the regular file at `path` in bytes, or nil, "cannot read 'PATH': REASON" and
+-- info (kind "io"). Never blocks: a FIFO, a directory or a device is refused as not a regular
+-- file before anything reads it.
 function fs.size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local size = f:seek("end")
-  f:close()
-  return size
+  return core().regular_file(path)
 end
 
 --- `bytes` random bytes as hex (from /dev/urandom, else math.random): names no other process
@@ -45,30 +46,33 @@ function fs.random_hex(bytes)
   return table.concat(out)
 end
 
---- Rename the finished file `temp` over `path` (atomic within one file system): true, or nil
--- and why not, `temp` removed.
-function fs.replace(temp, path)
-  local ok, err = os.rename(temp, path)
+--- Commit the finished file `temp` as `path`, durably: `temp` is fsynced, renamed over `path`
+-- (atomic within one file system), then the folder is fsynced, so that after a crash or a power
+-- loss `path` holds its old content or the whole new one, never an empty file under the new name.
+-- Every durable write goes through here. true, or nil, msg, info (kind "io"), `temp` removed.
+function fs.commit(temp, path)
+  local ok, msg, info = core().durable_rename(temp, path)
   if not ok then
     os.remove(temp)
-    return nil, err
+    return nil, msg, info
   end
   return true
 end
 
 --- Write `text` to `path` atomically: to `temp` (a path beside it) first, then renamed over it,
--- so `path` holds the old content or the new, never part of it. true, or nil and why not
--- (nothing left at `temp`).
+-- so `path` holds the old content or the new, never part of it (fs.commit: durably). true, or
+-- nil and why not (nothing left at `temp`).
 function fs.write_atomic(path, temp, text)
   local f, err = io.open(temp, "wb")
   if not f then return nil, err end
   local written, werr = f:write(text)
+  local flushed, ferr = f:flush()
   local closed, cerr = f:close()
-  if not written or not closed then
+  if not written or not flushed or not closed then
     os.remove(temp)
-    return nil, werr or cerr
+    return nil, werr or ferr or cerr
   end
-  return fs.replace(temp, path)
+  return fs.commit(temp, path)
 end
 
 --- A command's standard output (sh, through io.popen), or nil when it cannot be started.

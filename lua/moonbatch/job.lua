@@ -472,7 +472,7 @@ local function merge_into(ctx, target, name, seen)
     if s[name] then kept = kept + copy_unique(ctx.work .. "/" .. s[name], out, seen) end
   end
   local ok, werr = out:close()
-  if ok then ok, werr = fs.replace(temp, target) else os.remove(temp) end
+  if ok then ok, werr = fs.commit(temp, target) else os.remove(temp) end
   if not ok then fail(("cannot write %s: %s"):format(target, tostring(werr)), { kind = "io" }) end
   return kept
 end
@@ -887,7 +887,7 @@ local function retry_failed(client, o)
     os.remove(temp)
     return { requests = 0, succeeded = 0, failed = 0, missing = 0, complete = true, shards = 0 }
   end
-  local ok, rerr = fs.replace(temp, input)
+  local ok, rerr = fs.commit(temp, input)
   if not ok then fail(("cannot write %s: %s"):format(input, tostring(rerr)), { kind = "io" }) end
   return run(client, {
     input = input, results = o.results, errors = o.errors, manifest = o.manifest,

@@ -1,6 +1,7 @@
 --- moonbatch.manifest: the durable record of a large job (moonbatch.job): one JSON file, replaced
--- atomically (written to a temporary file beside it, then renamed over it), so a process killed
--- at any moment leaves the previous record or the next one, never half of one.
+-- atomically and durably (written to a temporary file beside it, fsynced, renamed over it, the
+-- folder fsynced: fs.commit), so a process killed or a machine losing power at any moment leaves
+-- the previous record or the next one, never half of one.
 -- @module moonbatch.manifest
 local cjson = require("cjson").new() -- our own instance: a caller's settings change nothing here
 local fs = require("moonbatch.fs")
@@ -64,6 +65,8 @@ end
 --- Read the manifest at `path`: the table (numbers as integers, no cjson.null), false when there
 -- is no file, or nil and a message when the file is not a manifest of ours.
 function manifest.read(path)
+  local _, why = fs.size(path)
+  if why and why:find("not a regular file", 1, true) then return nil, why end -- a FIFO: never opened
   local f, err = io.open(path, "rb")
   if not f then
     local probe = io.open(path, "r") -- absent, or there but unreadable?

@@ -30,6 +30,29 @@ local function resumed(kind, ...)
   return ...
 end
 
+local deferred = setmetatable({}, { __mode = "k" }) -- coroutine -> {fn = true} not yet cancelled
+
+--- Inside a task: `fn` runs when the task ends (by returning or raising) or is stopped (the
+-- loop closed, scheduler.run ending on another task's error), unless the returned `cancel()`
+-- was called first: the clean-up of an operation a stopped task never finishes (a download's
+-- temporary file). Outside a task: nil, nothing registered.
+function scheduler.defer(fn)
+  local co = coroutine.running()
+  if not (co and tasks[co]) then return nil end
+  local set = deferred[co] or {}
+  deferred[co] = set
+  set[fn] = true
+  return function() set[fn] = nil end
+end
+
+-- run the clean-ups still registered by the task of coroutine `co` (each once; one that raises
+-- does not stop the others)
+local function run_deferred(co)
+  local set = deferred[co]
+  deferred[co] = nil
+  for fn in pairs(set or {}) do pcall(fn) end
+end
+
 --- Inside a task: run a core.request options table, yielding until it ends.
 -- @tparam table req the options of `core.request`
 -- @return what `core.request` returns: `body, res`, or `nil, msg, info`
@@ -60,6 +83,7 @@ function scheduler.new(opts)
     waiting = {}, -- transfer handle -> task
     timers = {},  -- {at, task}
     live = 0,     -- tasks started and not ended
+    running = {}, -- those tasks (task -> true), for close
   }
   return setmetatable(loop, { __index = scheduler.loop })
 end
@@ -84,7 +108,9 @@ end
 -- end a task, telling its owner
 local function finish(self, task, ok, value)
   self.live = self.live - 1
+  self.running[task] = nil
   tasks[task.co] = nil
+  run_deferred(task.co)
   task.on_done(ok, value)
 end
 
@@ -121,6 +147,7 @@ end
 local function start(self, task)
   task.co = coroutine.create(task.fn)
   tasks[task.co] = true
+  self.running[task] = true
   self.live = self.live + 1
   resume(self, task)
 end
@@ -204,7 +231,12 @@ end
 --- Stop every transfer and forget every task.
 function loop_m:close()
   self.multi:close()
-  self.queue, self.waiting, self.timers, self.live = {}, {}, {}, 0
+  local stopped = self.running
+  self.queue, self.waiting, self.timers, self.live, self.running = {}, {}, {}, 0, {}
+  for task in pairs(stopped) do
+    tasks[task.co] = nil
+    run_deferred(task.co)
+  end
 end
 
 --- Run every function of `fns` as a task, at most `opts.concurrency` (default 8) at once, and

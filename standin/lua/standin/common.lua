@@ -855,7 +855,7 @@ end
 -- The request log and the pipeline every provider request goes through.
 
 local LOG_ENTRY = M.shape({
-  "method", "path", "query", "status", "fault", "connection", "connection_requests", "auth",
+  "method", "path", "request_uri", "query", "status", "fault", "connection", "connection_requests", "auth",
   "headers", "fields", "json", "body_bytes",
 })
 
@@ -886,6 +886,7 @@ local function new_entry(dialect)
   return setmetatable({
     method = ngx.req.get_method(),
     path = ngx.var.uri,
+    request_uri = ngx.var.request_uri, -- as sent: $uri is decoded and its dot segments resolved
     query = ngx.req.get_uri_args(200),
     connection = tonumber(ngx.var.connection),
     connection_requests = tonumber(ngx.var.connection_requests),
