@@ -92,6 +92,7 @@ static const luaL_Reg plain_functions[] = {
     {"sleep", core_sleep},
     {"validate", validate_file},
     {"checksum", checksum_file},
+    {"file_identity", transfer_file_identity},
     {NULL, NULL}};
 
 static const luaL_Reg files_functions[] = {

@@ -26,22 +26,25 @@ static const char *const known_options[] = {
     "low_speed_limit", "low_speed_time", "on_progress", "max_reply_bytes", "session", "cainfo",
     "output", "query", NULL};
 
-/* ---------------------------------------------------------------- a validated file part */
+/* ---------------------------------------------------------------- a file part */
 
 #define SCAN_CHUNK (256 * 1024) /* bytes read at a time when the rest of a file is scanned */
 #define CHECK_HEAD (256 * 1024) /* bytes of a validated file checked before the request starts */
 
 static void check_free(upload_check *c)
 {
-    if (c == NULL)
-        return;
-    if (c->fd >= 0)
-        close(c->fd);
-    validate_release(&c->scanner);
-    free(c->head);
-    free(c->endpoint);
-    free(c->path);
-    free(c);
+    while (c != NULL) {
+        upload_check *next = c->next;
+        if (c->fd >= 0)
+            close(c->fd);
+        if (c->validating)
+            validate_release(&c->scanner);
+        free(c->head);
+        free(c->endpoint);
+        free(c->path);
+        free(c);
+        c = next;
+    }
 }
 
 static ssize_t read_some(int fd, char *buf, size_t n)
@@ -53,12 +56,43 @@ static ssize_t read_some(int fd, char *buf, size_t n)
     return got;
 }
 
+/* ** the identity of an open file: device, inode, size and modification time, as one string
+ * (what a part's `identity` option is compared with) */
+static void push_identity(lua_State *L, const struct stat *st)
+{
+#if defined(__APPLE__)
+    long nsec = (long)st->st_mtimespec.tv_nsec;
+#else
+    long nsec = (long)st->st_mtim.tv_nsec;
+#endif
+    char id[128];
+    snprintf(id, sizeof id, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st->st_dev,
+             (unsigned long long)st->st_ino, (long long)st->st_size, (long long)st->st_mtime, nsec);
+    lua_pushstring(L, id);
+}
+
+/* ** does the open file still have the size and modification time it had when opened? */
+static int file_unchanged(const upload_check *c)
+{
+    struct stat st;
+    if (fstat(c->fd, &st) != 0)
+        return 0;
+    return (curl_off_t)st.st_size == c->size && st.st_mtime == c->opened.st_mtime &&
+#if defined(__APPLE__)
+           st.st_mtimespec.tv_nsec == c->opened.st_mtimespec.tv_nsec;
+#else
+           st.st_mtim.tv_nsec == c->opened.st_mtim.tv_nsec;
+#endif
+}
+
 /* ** scan the bytes read from the file; the last ones end the scan. Returns 1 when the file
  * has a problem (or the scanner ran out of memory). */
 static int check_scan(upload_check *c, const char *p, size_t n)
 {
-    validate_feed(&c->scanner, p, n);
     c->offset += (curl_off_t)n;
+    if (!c->validating)
+        return 0;
+    validate_feed(&c->scanner, p, n);
     if (c->offset == c->size)
         validate_finish(&c->scanner);
     if (c->scanner.problem_total > 0 || c->scanner.out_of_memory)
@@ -66,15 +100,17 @@ static int check_scan(upload_check *c, const char *p, size_t n)
     return c->stopped;
 }
 
-/* ** (re)start the scan from the first byte: the head is scanned again, the file read after it */
+/* ** (re)start the part from the first byte: the head is scanned again, the file read after it */
 static int check_start(upload_check *c)
 {
-    validate_release(&c->scanner);
-    validate_init(&c->scanner, &c->config);
     c->offset = c->sent = 0;
     c->stopped = 0;
     if (lseek(c->fd, (off_t)c->head_len, SEEK_SET) < 0)
         return -1;
+    if (!c->validating)
+        return 0;
+    validate_release(&c->scanner);
+    validate_init(&c->scanner, &c->config);
     if ((uint64_t)c->size > c->config.max_bytes)
         c->stopped = 1; /* over the byte limit: nothing of it is worth sending */
     else
@@ -82,14 +118,17 @@ static int check_start(upload_check *c)
     return 0;
 }
 
-/* ** libcurl's read callback of the part: the head, then the next bytes of the file, each piece
- * scanned before it is sent. A piece with a problem is not sent: the transfer stops there. */
+/* ** libcurl's read callback of a file part: the head, then the next bytes of the file, each
+ * piece scanned before it is sent when the part is validated. A piece with a problem is not
+ * sent: the transfer stops there. So is the last piece of a file that changed while it was
+ * read (shorter, longer or rewritten): the server never gets a whole body, and the call fails
+ * at once instead of waiting for bytes that will not come. */
 static size_t check_read(char *buf, size_t size, size_t n, void *arg)
 {
     upload_check *c = (upload_check *)arg;
     size_t want = size * n;
     ssize_t got;
-    if (c->stopped)
+    if (c->stopped || c->changed)
         return CURL_READFUNC_ABORT;
     if (c->sent < (curl_off_t)c->head_len) {
         if (want > c->head_len - (size_t)c->sent)
@@ -103,12 +142,20 @@ static size_t check_read(char *buf, size_t size, size_t n, void *arg)
     if (want == 0)
         return 0;
     got = read_some(c->fd, buf, want);
-    if (got <= 0) {
-        c->read_errno = got < 0 ? errno : EIO; /* the file shrank since it was opened */
+    if (got < 0) {
+        c->read_errno = errno;
+        return CURL_READFUNC_ABORT;
+    }
+    if (got == 0) {
+        c->changed = 1; /* it shrank since it was opened */
         return CURL_READFUNC_ABORT;
     }
     if (check_scan(c, buf, (size_t)got))
         return CURL_READFUNC_ABORT;
+    if (c->offset == c->size && !file_unchanged(c)) {
+        c->changed = 1; /* grown or rewritten while it was read */
+        return CURL_READFUNC_ABORT;
+    }
     c->sent += got;
     return (size_t)got;
 }
@@ -118,7 +165,7 @@ static int check_seek(void *arg, curl_off_t offset, int origin)
 {
     upload_check *c = (upload_check *)arg;
     if (origin != SEEK_SET || offset != 0)
-        return CURL_SEEKFUNC_CANTSEEK; /* a scan only starts from the first byte */
+        return CURL_SEEKFUNC_CANTSEEK; /* a part only starts from the first byte */
     return check_start(c) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
 }
 
@@ -146,46 +193,82 @@ static char *copy_string(const char *s, size_t len)
     return copy;
 }
 
-/* ** the part `p` sends `file` through the validator configured by the table at `opts`.
- * Returns 0, or -1 (t->failure says why) when the file cannot be read. */
-static int setup_checked_file(lua_State *L, transfer *t, curl_mimepart *p, const char *file,
-                              int opts)
+/* ** core.file_identity(path) -> a string naming the file's device, inode, size and modification
+ * time, or nil, msg: taken once per call, and given to each attempt as the file part's
+ * `identity`, so that a file changed between attempts is not sent in part */
+int transfer_file_identity(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot read '%s': %s", path, strerror(errno));
+        return 2;
+    }
+    push_identity(L, &st);
+    return 1;
+}
+
+/* ** the part `p` sends `file`, read by check_read; through the validator configured by the
+ * table at `validate` when it is not 0. `identity` (or NULL) is what the file must still be.
+ * Returns 0, or -1 (t->failure says why) when the file cannot be read or has changed. */
+static int setup_file_part(lua_State *L, transfer *t, curl_mimepart *p, const char *file,
+                           int validate, const char *identity)
 {
     upload_check *c;
-    struct stat st;
     size_t got = 0;
-    if (t->check != NULL)
+    if (validate != 0 && t->check != NULL)
         luaL_error(L, "moonbatch.core: bad option 'form' (only one part can be validated)");
     c = (upload_check *)calloc(1, sizeof *c);
     if (c == NULL)
         luaL_error(L, "moonbatch.core: out of memory");
     c->fd = -1;
-    t->check = c; /* released with the transfer, also when an option below raises */
-    validate_read_config(L, opts, &c->config);
-    c->endpoint = copy_string(c->config.endpoint, c->config.endpoint_length);
+    c->next = t->files;
+    t->files = c; /* released with the transfer, also when an option below raises */
     c->path = copy_string(file, strlen(file));
-    lua_pop(L, 1);
-    if (c->endpoint == NULL || c->path == NULL)
+    if (c->path == NULL)
         luaL_error(L, "moonbatch.core: out of memory");
-    c->config.endpoint = c->endpoint;
+    if (validate != 0) {
+        t->check = c;
+        c->validating = 1;
+        validate_read_config(L, validate, &c->config);
+        c->endpoint = copy_string(c->config.endpoint, c->config.endpoint_length);
+        lua_pop(L, 1);
+        if (c->endpoint == NULL)
+            luaL_error(L, "moonbatch.core: out of memory");
+        c->config.endpoint = c->endpoint;
+    }
     do
         c->fd = open(file, O_RDONLY | O_CLOEXEC);
     while (c->fd < 0 && errno == EINTR);
-    if (c->fd < 0 || fstat(c->fd, &st) != 0)
+    if (c->fd < 0 || fstat(c->fd, &c->opened) != 0)
         goto unreadable;
-    c->size = (curl_off_t)st.st_size;
-    c->head_len = (size_t)(c->size < CHECK_HEAD ? c->size : CHECK_HEAD);
-    c->head = (char *)malloc(c->head_len + 1);
-    if (c->head == NULL)
-        luaL_error(L, "moonbatch.core: out of memory");
-    while (got < c->head_len) {
-        ssize_t n = read_some(c->fd, c->head + got, c->head_len - got);
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO; /* shorter than its size */
-            goto unreadable;
+    c->size = (curl_off_t)c->opened.st_size;
+    if (identity != NULL) {
+        int same;
+        push_identity(L, &c->opened);
+        same = strcmp(lua_tostring(L, -1), identity) == 0;
+        lua_pop(L, 1);
+        if (!same) {
+            snprintf(t->failure, sizeof t->failure,
+                     "cannot read '%s': the file changed since the upload started", file);
+            return -1;
         }
-        got += (size_t)n;
+    }
+    if (validate != 0) {
+        c->head_len = (size_t)(c->size < CHECK_HEAD ? c->size : CHECK_HEAD);
+        c->head = (char *)malloc(c->head_len + 1);
+        if (c->head == NULL)
+            luaL_error(L, "moonbatch.core: out of memory");
+        while (got < c->head_len) {
+            ssize_t n = read_some(c->fd, c->head + got, c->head_len - got);
+            if (n <= 0) {
+                if (n == 0)
+                    errno = EIO; /* shorter than its size */
+                goto unreadable;
+            }
+            got += (size_t)n;
+        }
     }
     if (check_start(c) != 0)
         goto unreadable;
@@ -205,37 +288,58 @@ unreadable:
     return -1;
 }
 
-/* ** after a transfer with a validated part: push `nil, msg, info` and return 3 when the file
- * stopped it (kind "validation", info.report as core.validate's) or could not be read (kind
- * "io"); else return 0 */
+/* ** the validated part's rest is scanned, so that the report lists every problem */
+static void check_scan_rest(upload_check *c)
+{
+    char *chunk = (char *)malloc(SCAN_CHUNK);
+    ssize_t got = 0;
+    if (chunk == NULL)
+        c->scanner.out_of_memory = 1;
+    else if (lseek(c->fd, (off_t)c->offset, SEEK_SET) < 0)
+        got = -1;
+    else
+        while ((got = read_some(c->fd, chunk, SCAN_CHUNK)) > 0 &&
+               validate_feed(&c->scanner, chunk, (size_t)got) == 0)
+            ;
+    free(chunk);
+    if (got < 0)
+        c->read_errno = errno;
+    else
+        validate_finish(&c->scanner);
+}
+
+/* ** after a transfer with file parts: push `nil, msg, info` and return 3 when a file could not
+ * be read or changed while it was sent (kind "io"), or the validated one stopped it (kind
+ * "validation", info.report as core.validate's); else return 0 */
 static int check_outcome(lua_State *L, transfer *t)
 {
-    upload_check *c = t->check;
+    upload_check *c;
     char msg[600];
-    if (c->stopped && c->read_errno == 0 && !c->scanner.out_of_memory && c->offset < c->size) {
-        /* the rest of the file is scanned here, so that the report lists every problem */
-        char *chunk = (char *)malloc(SCAN_CHUNK);
-        ssize_t got = 0;
-        if (chunk == NULL)
-            c->scanner.out_of_memory = 1;
-        else if (lseek(c->fd, (off_t)c->offset, SEEK_SET) < 0)
-            got = -1;
+    for (c = t->files; c != NULL; c = c->next) {
+        if (c->read_errno == 0 && !c->changed)
+            continue;
+        if (c->changed)
+            snprintf(msg, sizeof msg, "cannot read '%s': the file changed while it was sent "
+                     "(%lld bytes when the upload started)", c->path, (long long)c->size);
         else
-            while ((got = read_some(c->fd, chunk, SCAN_CHUNK)) > 0 &&
-                   validate_feed(&c->scanner, chunk, (size_t)got) == 0)
-                ;
-        free(chunk);
-        if (got < 0)
-            c->read_errno = errno;
-        else
-            validate_finish(&c->scanner);
-    }
-    if (c->read_errno != 0) {
-        snprintf(msg, sizeof msg, "cannot read '%s': %s", c->path, strerror(c->read_errno));
+            snprintf(msg, sizeof msg, "cannot read '%s': %s", c->path, strerror(c->read_errno));
         transfer_fail(L, "io", msg);
         lua_pushstring(L, c->path);
         lua_setfield(L, -2, "path");
         return 3;
+    }
+    c = t->check;
+    if (c == NULL)
+        return 0;
+    if (c->stopped && !c->scanner.out_of_memory && c->offset < c->size) {
+        check_scan_rest(c);
+        if (c->read_errno != 0) {
+            snprintf(msg, sizeof msg, "cannot read '%s': %s", c->path, strerror(c->read_errno));
+            transfer_fail(L, "io", msg);
+            lua_pushstring(L, c->path);
+            lua_setfield(L, -2, "path");
+            return 3;
+        }
     }
     if (c->scanner.out_of_memory) {
         snprintf(msg, sizeof msg, "cannot read '%s': out of memory", c->path);
@@ -280,8 +384,8 @@ void transfer_release(lua_State *L, transfer *t)
     if (t->owns_easy && t->easy_owned != NULL)
         curl_easy_cleanup(t->easy_owned);
     t->easy_owned = NULL;
-    check_free(t->check); /* after the mime, which calls its callbacks */
-    t->check = NULL;
+    check_free(t->files); /* after the mime, which calls its callbacks */
+    t->files = t->check = NULL;
     buffer_free(&t->head);
     buffer_free(&t->body);
     if (t->out != NULL)
@@ -535,12 +639,10 @@ static int setup_form_part(lua_State *L, transfer *t, int part)
     if (p == NULL || curl_mime_name(p, name) != CURLE_OK)
         luaL_error(L, "moonbatch.core: out of memory");
     if (file != NULL) {
-        if (get_option(L, part, "validate", LUA_TTABLE)) {
-            if (setup_checked_file(L, t, p, file, lua_gettop(L)) != 0)
-                return -1;
-        } else if (curl_mime_filedata(p, file) != CURLE_OK) {
-            luaL_error(L, "moonbatch.core: out of memory");
-        }
+        const char *identity = string_option(L, part, "identity", 0);
+        int validate = get_option(L, part, "validate", LUA_TTABLE) ? lua_gettop(L) : 0;
+        if (setup_file_part(L, t, p, file, validate, identity) != 0)
+            return -1;
         lua_pop(L, 1);
     } else {
         size_t vlen;
@@ -752,7 +854,7 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
         lua_rawgeti(L, LUA_REGISTRYINDEX, t->error_ref);
         return lua_error(L);
     }
-    if (t->check != NULL && check_outcome(L, t) != 0)
+    if (t->files != NULL && check_outcome(L, t) != 0)
         return 3;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     if (code == CURLE_OK && body_to_file(t)) {

@@ -3,6 +3,7 @@
 #define MOONBATCH_TRANSFER_H
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include <curl/curl.h>
 
@@ -12,23 +13,30 @@
 
 #define TRANSFER_TYPE "moonbatch.core.transfer"
 
-/* A file part read through the validator as it is sent (form part option `validate`): one
+/* A file part, read by transfer.c's read callback from a descriptor opened at setup, whose size
+ * and modification time are checked again when its last byte is read: a file that shrank, grew
+ * or was rewritten while it was sent fails the call (kind "io") before the body is complete.
+ * A validated part (form part option `validate`) is also read through the validator: one
  * pass over the file checks and uploads it. Its first bytes are read and checked before the
  * request starts, so a small file, or a problem near the start, sends nothing; a later problem
  * stops the transfer before the body is complete, so the server never gets a whole file. The
  * rest of the file is then scanned locally: the report lists every problem, as core.validate's. */
 typedef struct upload_check {
+    struct upload_check *next;   /* the transfer's other file parts */
+    int validating;              /* the part goes through the validator */
     validate_scanner scanner;
     validate_config config;      /* kept to restart the scan when libcurl rewinds the part */
     char *endpoint;              /* config.endpoint points here (the Lua string may go) */
     char *path;
     int fd;
+    struct stat opened;          /* the file when it was opened */
     char *head;                  /* the file's first head_len bytes, checked at setup */
     size_t head_len;
     curl_off_t size;             /* the file's size */
     curl_off_t offset;           /* bytes read from the file and scanned */
     curl_off_t sent;             /* bytes handed to libcurl since it last rewound the part */
     int stopped;                 /* a problem stopped the transfer (or kept it from starting) */
+    int changed;                 /* the file shrank, grew or was rewritten while it was read */
     int read_errno;              /* why reading the file failed, 0 when it did not */
 } upload_check;
 
@@ -55,7 +63,8 @@ typedef struct transfer {
     FILE *out;                   /* opened at the first byte of a 2xx body */
     curl_off_t out_bytes;
     int out_errno;               /* why writing the output failed, 0 when it did not */
-    upload_check *check;         /* the validated file part, or NULL */
+    upload_check *files;         /* the file parts, or NULL */
+    upload_check *check;         /* the validated one among them, or NULL */
     char errbuf[CURL_ERROR_SIZE];
     char failure[512];           /* why setup refused an input (an unreadable file) */
 } transfer;
@@ -73,6 +82,9 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx);
 /* ** release every resource (a multi transfer leaves its multi and frees its own handle);
  * idempotent */
 void transfer_release(lua_State *L, transfer *t);
+/* ** core.file_identity(path): a file's identity (device, inode, size, mtime) as a string, or
+ * nil, msg; what a form part's `identity` option expects */
+int transfer_file_identity(lua_State *L);
 /* ** register the transfer metatable */
 void transfer_open(lua_State *L);
 /* ** push `nil, msg, info{kind=kind}`; returns 3 */

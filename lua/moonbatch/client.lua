@@ -263,6 +263,12 @@ local function files_upload(self, opts)
                                    message = ("cannot read '%s': %s"):format(opts.file, why) })
   end
   f:close()
+  -- the file's identity, taken once: an attempt finding it changed (or a read finding it changed
+  -- while it is sent) fails the call, never sends a mix of two files as one
+  local identity, unreadable = core.file_identity(opts.file)
+  if not identity then
+    return nil, errors.make(ctx, { kind = "io", attempts = 0, message = unreadable })
+  end
   -- the file is checked as it is sent, in the same pass: a bad line found here costs nothing;
   -- found by the provider, it costs an upload and a batch. The line stops the upload before
   -- its end (the server gets no file), and the call fails as moonbatch.validate does.
@@ -275,10 +281,8 @@ local function files_upload(self, opts)
         path = p.upload_path, file = opts.file, filename = opts.filename,
         purpose = opts.purpose or p.batch_purpose, fields = fields,
       }))
-      if check then
-        for _, part in ipairs(req.form) do
-          if part.file then part.validate = check end
-        end
+      for _, part in ipairs(req.form) do
+        if part.file then part.validate, part.identity = check, identity end
       end
       local body, res, failure = perform(self, req)
       if body == nil and failure.kind == "validation" then rejected = failure.report end
