@@ -69,11 +69,16 @@ rock:
 	luarocks --lua-version=$(LUA_VERSION) --tree=$(ROCK_TREE) make --deps-mode=none \
 		moonbatch-scm-1.rockspec CURL_INCDIR=$(CURL_HEADER_DIR)
 
-# benchmarks against curl, wrk and the openai npm SDK (not part of make test); CASES picks some
+# benchmarks against libcurl, curl, wrk and the openai npm SDK (not part of make test); CASES picks some
 .PHONY: bench
-bench: deps
+bench: deps build/bench/curl_loop
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
 	@scripts/bench $(CASES)
+
+# the list case's reference: a bare loop of curl_easy_perform on one handle (bench/curl_loop.c)
+build/bench/curl_loop: bench/curl_loop.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARNINGS) $(CPPFLAGS) $(CFLAGS) $(INCLUDES) $< -o $@ $(LDFLAGS) $(CURL_LIBS)
 
 # Sanitizers (clang): moonbatch.core built with AddressSanitizer, LeakSanitizer and UBSan into
 # build/asan/5.4, a Lua 5.4 launcher that carries their runtime (csrc/tools/asan_lua.c), and

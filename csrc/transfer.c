@@ -20,6 +20,7 @@
 #include "options.h"
 
 #define DEFAULT_MAX_REPLY ((size_t)64 * 1024 * 1024)
+#define DOWNLOAD_BUFFER (1024L * 1024) /* libcurl's receive buffer for `output` (default 16 KiB) */
 
 static const char *const known_options[] = {
     "method", "url", "headers", "body", "json", "form", "timeout", "connect_timeout",
@@ -361,6 +362,7 @@ transfer *transfer_new(lua_State *L)
     memset(t, 0, sizeof *t);
     t->progress_ref = LUA_NOREF;
     t->error_ref = LUA_NOREF;
+    t->out_fd = -1;
     luaL_setmetatable(L, TRANSFER_TYPE);
     return t;
 }
@@ -388,9 +390,9 @@ void transfer_release(lua_State *L, transfer *t)
     t->files = t->check = NULL;
     buffer_free(&t->head);
     buffer_free(&t->body);
-    if (t->out != NULL)
-        fclose(t->out);
-    t->out = NULL;
+    if (t->out_fd >= 0)
+        close(t->out_fd);
+    t->out_fd = -1;
     free(t->out_path);
     t->out_path = NULL;
     if (L != NULL) {
@@ -450,29 +452,76 @@ static int body_to_file(transfer *t)
     return status >= 200 && status < 300;
 }
 
+/* ** open `output` at the first byte of a 2xx body; when the reply announces its length, the
+ * file's blocks are reserved at once (fewer allocations as it grows, and a disk too small for
+ * it fails before the transfer rather than at its end) */
 static int open_output(transfer *t)
 {
-    if (t->out == NULL) {
-        t->out = fopen(t->out_path, "wb");
-        if (t->out == NULL) {
-            t->out_errno = errno ? errno : EIO;
+    curl_off_t announced = -1;
+    if (t->out_fd >= 0)
+        return 0;
+    do
+        t->out_fd = open(t->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    while (t->out_fd < 0 && errno == EINTR);
+    if (t->out_fd < 0) {
+        t->out_errno = errno ? errno : EIO;
+        return -1;
+    }
+    curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__)
+    if (announced > 0) {
+        int err = posix_fallocate(t->out_fd, 0, (off_t)announced);
+        if (err == ENOSPC || err == EFBIG) {
+            t->out_errno = err;
             return -1;
         }
+        if (err == 0)
+            t->out_reserved = announced;
+        /* else (a file system without it): the file grows as it is written */
+    }
+#else
+    (void)announced; /* no portable preallocation: the file grows as it is written */
+#endif
+    return 0;
+}
+
+/* ** write the whole chunk to the output; 0 or -1 (t->out_errno says why) */
+static int write_all(transfer *t, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(t->out_fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            t->out_errno = n < 0 && errno ? errno : EIO;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
     }
     return 0;
+}
+
+/* ** after the body: the reservation is cut to what came, and the file closed; 0 or -1 */
+static int close_output(transfer *t)
+{
+    int failed = 0;
+    if (t->out_reserved > 0 && t->out_reserved != t->out_bytes &&
+        ftruncate(t->out_fd, (off_t)t->out_bytes) != 0)
+        failed = 1;
+    if (close(t->out_fd) != 0)
+        failed = 1;
+    t->out_fd = -1;
+    return failed ? -1 : 0;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     transfer *t = (transfer *)ud;
     size_t len = size * n;
-    if (body_to_file(t)) {
-        if (open_output(t) != 0)
+    if (t->out_fd >= 0 || body_to_file(t)) {
+        if (open_output(t) != 0 || write_all(t, p, len) != 0)
             return 0;
-        if (fwrite(p, 1, len, t->out) != len) {
-            t->out_errno = errno ? errno : EIO;
-            return 0;
-        }
         t->out_bytes += (curl_off_t)len;
         return len;
     }
@@ -486,6 +535,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 }
 
 #define VISIT_SECONDS 0.25
+#define PROGRESS_SECONDS 0.05 /* on_progress runs at most this often (but for the last bytes) */
 static char visit_key; /* its address keys the no-op Lua function in the registry */
 
 static double monotonic_seconds(void)
@@ -525,9 +575,27 @@ static int visit_lua(lua_State *L, transfer *t)
     return 0;
 }
 
+/* ** call on_progress(done, total) under lua_pcall; 0, or 1 (abort) when it raised */
+static int call_progress(lua_State *L, transfer *t, curl_off_t done, curl_off_t total, double now)
+{
+    t->last_done = done;
+    t->last_total = total;
+    t->last_call = t->last_visit = now;
+    if (!lua_checkstack(L, 3))
+        return 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->progress_ref);
+    lua_pushnumber(L, (lua_Number)done);
+    lua_pushnumber(L, (lua_Number)total);
+    if (lua_pcall(L, 2, 0, 0) != 0)
+        return keep_error(L, t);
+    return 0;
+}
+
 /* ** libcurl's progress callback: calls on_progress(done, total) when the numbers change (the
  * bytes sent for a transfer that uploads, its small reply being no progress anyone waits for,
- * else the bytes received), and lets Lua run at least every VISIT_SECONDS */
+ * else the bytes received), at most every PROGRESS_SECONDS but for the last bytes (and
+ * transfer_finish makes the final call), and lets Lua run at least every VISIT_SECONDS. A
+ * transfer without on_progress calls into Lua only for those visits. */
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
@@ -539,24 +607,27 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
         done = ulnow;
         total = ultotal;
     }
+    t->seen_done = done;
+    t->seen_total = total;
     if (t->progress_ref == LUA_NOREF || (total == 0 && done == 0) ||
-        (done == t->last_done && total == t->last_total)) {
+        (done == t->last_done && total == t->last_total) ||
+        (now - t->last_call < PROGRESS_SECONDS && !(total > 0 && done == total))) {
         if (now - t->last_visit < VISIT_SECONDS)
             return 0;
         t->last_visit = now;
         return visit_lua(L, t);
     }
-    t->last_done = done;
-    t->last_total = total;
-    t->last_visit = now;
-    if (!lua_checkstack(L, 3))
-        return 1;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->progress_ref);
-    lua_pushnumber(L, (lua_Number)done);
-    lua_pushnumber(L, (lua_Number)total);
-    if (lua_pcall(L, 2, 0, 0) != 0)
-        return keep_error(L, t);
-    return 0;
+    return call_progress(L, t, done, total, now);
+}
+
+/* ** at the end of a transfer, on_progress hears the last numbers if the rate limit held them */
+static void final_progress(lua_State *L, transfer *t)
+{
+    if (t->progress_ref == LUA_NOREF || t->error_ref != LUA_NOREF ||
+        (t->seen_total == 0 && t->seen_done == 0) ||
+        (t->seen_done == t->last_done && t->seen_total == t->last_total))
+        return;
+    call_progress(L, t, t->seen_done, t->seen_total, monotonic_seconds());
 }
 
 /* ---------------------------------------------------------------- reading options */
@@ -793,6 +864,8 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
+    if (t->out_path != NULL) /* a download: fewer, larger reads and writes */
+        curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, DOWNLOAD_BUFFER);
     if (t->headers != NULL)
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
     if (cainfo != NULL)
@@ -826,7 +899,9 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
     if (t->runner == NULL)
         t->runner = &t->L;
     t->last_done = t->last_total = -1;
+    t->seen_done = t->seen_total = 0;
     t->last_visit = monotonic_seconds();
+    t->last_call = t->last_visit - 1; /* the first numbers are reported at once */
     curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(easy, CURLOPT_XFERINFODATA, t);
     curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
@@ -850,6 +925,7 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
 {
     long status = 0;
     decode_idx = compat_absindex(L, decode_idx);
+    final_progress(L, t);
     if (t->error_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, t->error_ref);
         return lua_error(L);
@@ -859,8 +935,7 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     if (code == CURLE_OK && body_to_file(t)) {
         /* an empty success still leaves its (empty) file; a failed close loses data */
-        int closed = open_output(t) == 0 ? fclose(t->out) : EOF;
-        t->out = NULL;
+        int closed = open_output(t) == 0 ? close_output(t) : -1;
         if (closed != 0 && t->out_errno == 0)
             t->out_errno = errno ? errno : EIO;
     }

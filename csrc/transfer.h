@@ -57,11 +57,14 @@ typedef struct transfer {
     CURL *easy_owned;            /* that handle, kept for cleanup once `easy` is unbound */
     int progress_ref;            /* LUA_NOREF or the on_progress function */
     int error_ref;               /* LUA_NOREF or the error raised by on_progress */
-    curl_off_t last_done, last_total;
+    curl_off_t last_done, last_total; /* what on_progress was last told */
+    curl_off_t seen_done, seen_total; /* what libcurl last said */
     double last_visit;           /* monotonic seconds when Lua last ran during the transfer */
+    double last_call;            /* monotonic seconds when on_progress last ran */
     char *out_path;              /* `output`: a 2xx body is written to this file, else NULL */
-    FILE *out;                   /* opened at the first byte of a 2xx body */
+    int out_fd;                  /* opened at the first byte of a 2xx body, else -1 */
     curl_off_t out_bytes;
+    curl_off_t out_reserved;     /* bytes preallocated for the announced length, else 0 */
     int out_errno;               /* why writing the output failed, 0 when it did not */
     upload_check *files;         /* the file parts, or NULL */
     upload_check *check;         /* the validated one among them, or NULL */
