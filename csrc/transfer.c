@@ -20,7 +20,9 @@
 #include "options.h"
 
 #define DEFAULT_MAX_REPLY ((size_t)64 * 1024 * 1024)
-#define DOWNLOAD_BUFFER (1024L * 1024) /* libcurl's receive buffer for `output` (default 16 KiB) */
+/* bytes libcurl reads from the socket at a time for `output` (default 16 KiB), and written to
+ * the file at a time */
+#define DOWNLOAD_BUFFER ((size_t)1024 * 1024)
 
 static const char *const known_options[] = {
     "method", "url", "headers", "body", "json", "form", "timeout", "connect_timeout",
@@ -393,6 +395,9 @@ void transfer_release(lua_State *L, transfer *t)
     if (t->out_fd >= 0)
         close(t->out_fd);
     t->out_fd = -1;
+    free(t->out_buf);
+    t->out_buf = NULL;
+    t->out_buf_len = 0;
     free(t->out_path);
     t->out_path = NULL;
     if (L != NULL) {
@@ -502,10 +507,19 @@ static int write_all(transfer *t, const char *p, size_t len)
     return 0;
 }
 
-/* ** after the body: the reservation is cut to what came, and the file closed; 0 or -1 */
+/* ** write what the buffer holds; 0 or -1 */
+static int flush_output(transfer *t)
+{
+    size_t n = t->out_buf_len;
+    t->out_buf_len = 0;
+    return n > 0 ? write_all(t, t->out_buf, n) : 0;
+}
+
+/* ** after the body: the rest written, the reservation cut to what came, the file closed; 0 or
+ * -1 */
 static int close_output(transfer *t)
 {
-    int failed = 0;
+    int failed = flush_output(t) != 0;
     if (t->out_reserved > 0 && t->out_reserved != t->out_bytes &&
         ftruncate(t->out_fd, (off_t)t->out_bytes) != 0)
         failed = 1;
@@ -520,8 +534,21 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     transfer *t = (transfer *)ud;
     size_t len = size * n;
     if (t->out_fd >= 0 || body_to_file(t)) {
-        if (open_output(t) != 0 || write_all(t, p, len) != 0)
+        if (open_output(t) != 0)
             return 0;
+        if (t->out_buf == NULL && (t->out_buf = (char *)malloc(DOWNLOAD_BUFFER)) == NULL) {
+            t->out_errno = ENOMEM;
+            return 0;
+        }
+        if (len > DOWNLOAD_BUFFER - t->out_buf_len && flush_output(t) != 0)
+            return 0;
+        if (len >= DOWNLOAD_BUFFER) {
+            if (write_all(t, p, len) != 0)
+                return 0;
+        } else {
+            memcpy(t->out_buf + t->out_buf_len, p, len);
+            t->out_buf_len += len;
+        }
         t->out_bytes += (curl_off_t)len;
         return len;
     }
@@ -865,7 +892,7 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
     if (t->out_path != NULL) /* a download: fewer, larger reads and writes */
-        curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, DOWNLOAD_BUFFER);
+        curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, (long)DOWNLOAD_BUFFER);
     if (t->headers != NULL)
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
     if (cainfo != NULL)

@@ -65,6 +65,9 @@ typedef struct transfer {
     int out_fd;                  /* opened at the first byte of a 2xx body, else -1 */
     curl_off_t out_bytes;
     curl_off_t out_reserved;     /* bytes preallocated for the announced length, else 0 */
+    char *out_buf;               /* the body's bytes not written yet (libcurl hands them over
+                                  * 16 KiB at a time; they go to the file a MiB at a time) */
+    size_t out_buf_len;
     int out_errno;               /* why writing the output failed, 0 when it did not */
     upload_check *files;         /* the file parts, or NULL */
     upload_check *check;         /* the validated one among them, or NULL */

@@ -303,8 +303,10 @@ local list_spec = { purpose = "string", limit = "integer", after = "string" }
 local function files_list(self, opts)
   local p = self.provider
   local wanted, query
-  if opts == nil and self.list_defaults then
-    -- the most common call: its query is made once per client (neither table is modified)
+  if opts == nil and self.list_op then
+    -- the most common call: its operation (query, request and parser) is made once per client
+    return client.call(self, self.list_op)
+  elseif opts == nil and self.list_defaults then
     wanted, query = self.list_defaults[1], self.list_defaults[2]
   else
     args.check("files.list", opts, list_spec)
@@ -321,10 +323,12 @@ local function files_list(self, opts)
     if next(opts) == nil then self.list_defaults = { wanted, query } end
   end
   -- the generic request, as core.files.list would make it (the same URL, query keys sorted)
-  return client.call(self, {
+  local op = {
     method = "GET", path = p.files_path, run = exchange(self, "GET", p.files_path, query),
     parse = function(body) return p.files_page(body, wanted) end,
-  })
+  }
+  if opts ~= nil and next(opts) == nil and self.list_defaults then self.list_op = op end
+  return client.call(self, op)
 end
 
 -- an iterator over every item of pages fetched by list(after); raises when a page fails
