@@ -17,6 +17,7 @@ LUA_INCDIR ?= /usr/include/lua$(LUA_VERSION)
 endif
 CURL_INCDIR ?=
 CURL_LIBS ?= -lcurl
+THREAD_LIBS ?= -pthread
 
 BUILD = build/$(LUA_VERSION)
 MODULE = $(BUILD)/moonbatch/core.so
@@ -36,11 +37,11 @@ build: $(MODULE)
 
 $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARNINGS) $(CPPFLAGS) $(CFLAGS) -fPIC $(INCLUDES) -c $< -o $@
+	$(CC) $(WARNINGS) $(CPPFLAGS) $(CFLAGS) -fPIC -pthread $(INCLUDES) -c $< -o $@
 
 $(MODULE): $(OBJECTS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(OBJECTS) $(CURL_LIBS)
+	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(OBJECTS) $(CURL_LIBS) $(THREAD_LIBS)
 
 deps:
 	@scripts/install-deps

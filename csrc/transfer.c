@@ -34,10 +34,13 @@ static const char *const known_options[] = {
 #define SCAN_CHUNK (256 * 1024) /* bytes read at a time when the rest of a file is scanned */
 #define CHECK_HEAD (256 * 1024) /* bytes of a validated file checked before the request starts */
 
+static void check_join(upload_check *c);
+
 static void check_free(upload_check *c)
 {
     while (c != NULL) {
         upload_check *next = c->next;
+        check_join(c); /* before the descriptor and the scanner go */
         if (c->fd >= 0)
             close(c->fd);
         if (c->validating)
@@ -88,6 +91,24 @@ static int file_unchanged(const upload_check *c)
 #endif
 }
 
+/* ** stop the read-ahead thread, if any, and take over what it found */
+static void check_join(upload_check *c)
+{
+    uint64_t scanned = 0;
+    int err = 0, why;
+    if (c->ahead == NULL)
+        return;
+    why = readahead_stop(c->ahead, &scanned, &err);
+    c->ahead = NULL;
+    c->offset = (curl_off_t)(c->head_len + scanned);
+    if (why == READAHEAD_PROBLEM)
+        c->stopped = 1;
+    else if (why == READAHEAD_READ_ERROR)
+        c->read_errno = err;
+    else if (why == READAHEAD_CHANGED)
+        c->changed = 1;
+}
+
 /* ** scan the bytes read from the file; the last ones end the scan. Returns 1 when the file
  * has a problem (or the scanner ran out of memory). */
 static int check_scan(upload_check *c, const char *p, size_t n)
@@ -106,8 +127,9 @@ static int check_scan(upload_check *c, const char *p, size_t n)
 /* ** (re)start the part from the first byte: the head is scanned again, the file read after it */
 static int check_start(upload_check *c)
 {
+    check_join(c);
     c->offset = c->sent = 0;
-    c->stopped = 0;
+    c->stopped = c->changed = c->read_errno = 0;
     if (lseek(c->fd, (off_t)c->head_len, SEEK_SET) < 0)
         return -1;
     if (!c->validating)
@@ -118,6 +140,9 @@ static int check_start(upload_check *c)
         c->stopped = 1; /* over the byte limit: nothing of it is worth sending */
     else
         check_scan(c, c->head, c->head_len);
+    /* the rest is read and checked ahead on a second thread (or, without one, here) */
+    if (!c->stopped && c->offset < c->size && readahead_useful())
+        c->ahead = readahead_start(c->fd, (uint64_t)c->offset, (uint64_t)c->size, &c->scanner);
     return 0;
 }
 
@@ -153,8 +178,18 @@ static size_t check_read(char *buf, size_t size, size_t n, void *arg)
         c->changed = 1; /* it shrank since it was opened */
         return CURL_READFUNC_ABORT;
     }
-    if (check_scan(c, buf, (size_t)got))
+    if (c->ahead != NULL) {
+        /* checked on the other thread: pass nothing it has not checked yet */
+        c->offset += got;
+        if (readahead_wait(c->ahead, (uint64_t)c->offset) != 0) {
+            check_join(c); /* a problem, a read error or a changed file: stop here */
+            if (!c->stopped && c->read_errno == 0)
+                c->changed = 1;
+            return CURL_READFUNC_ABORT;
+        }
+    } else if (check_scan(c, buf, (size_t)got)) {
         return CURL_READFUNC_ABORT;
+    }
     if (c->offset == c->size && !file_unchanged(c)) {
         c->changed = 1; /* grown or rewritten while it was read */
         return CURL_READFUNC_ABORT;
@@ -318,6 +353,8 @@ static int check_outcome(lua_State *L, transfer *t)
 {
     upload_check *c;
     char msg[600];
+    for (c = t->files; c != NULL; c = c->next)
+        check_join(c); /* the results are the thread's until then */
     for (c = t->files; c != NULL; c = c->next) {
         if (c->read_errno == 0 && !c->changed)
             continue;

@@ -10,6 +10,7 @@
 #include "lua.h"
 #include "buffer.h"
 #include "validate.h"
+#include "readahead.h"
 
 #define TRANSFER_TYPE "moonbatch.core.transfer"
 
@@ -38,6 +39,8 @@ typedef struct upload_check {
     int stopped;                 /* a problem stopped the transfer (or kept it from starting) */
     int changed;                 /* the file shrank, grew or was rewritten while it was read */
     int read_errno;              /* why reading the file failed, 0 when it did not */
+    readahead *ahead;            /* the thread reading and checking past the head, or NULL
+                                  * (then check_read reads and scans the file itself) */
 } upload_check;
 
 /* A transfer is a userdata created closed (every resource NULL) before any curl resource is
