@@ -24,6 +24,7 @@ endif
 ifeq ($(origin CURL_LIBS),undefined)
 CURL_LIBS := $(or $(shell curl-config --libs 2>/dev/null || pkg-config --libs libcurl 2>/dev/null),-lcurl)
 endif
+THREAD_LIBS ?= -pthread
 
 BUILD = build/$(LUA_VERSION)
 MODULE = $(BUILD)/moonbatch/core.so
@@ -41,11 +42,11 @@ build: $(MODULE)
 
 $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARNINGS) $(CPPFLAGS) $(CFLAGS) -fPIC $(INCLUDES) -c $< -o $@
+	$(CC) $(WARNINGS) $(CPPFLAGS) $(CFLAGS) -fPIC -pthread $(INCLUDES) -c $< -o $@
 
 $(MODULE): $(OBJECTS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(OBJECTS) $(CURL_LIBS)
+	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(OBJECTS) $(CURL_LIBS) $(THREAD_LIBS)
 
 deps:
 	@scripts/install-deps
@@ -115,9 +116,9 @@ dist: rockspec
 	zip -q -j $(DIST)-1.src.rock $(DIST)-1.rockspec $(DIST).tar.gz
 	@echo "$(DIST).tar.gz ($(DIST_REF)) and $(DIST)-1.src.rock"
 
-# benchmarks against curl, wrk and the openai npm SDK (not part of make test); CASES picks some
+# benchmarks against libcurl, curl, wrk and the openai npm SDK (not part of make test); CASES picks some
 .PHONY: bench
-bench: deps
+bench: deps build/bench/curl_loop
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 build
 	@scripts/bench $(CASES)
 
@@ -154,6 +155,11 @@ nvim:
 			|| { echo "make nvim: helptags doc failed" >&2; exit 1; }; \
 		echo "make nvim: doc/tags"; \
 	else echo "make nvim: no $(NVIM) on PATH: doc/tags not made (a plugin manager makes them)"; fi
+
+# the list case's reference: a bare loop of curl_easy_perform on one handle (bench/curl_loop.c)
+build/bench/curl_loop: bench/curl_loop.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARNINGS) $(CPPFLAGS) $(CFLAGS) $(INCLUDES) $< -o $@ $(LDFLAGS) $(CURL_LIBS)
 
 # Sanitizers (clang): moonbatch.core built with AddressSanitizer, LeakSanitizer and UBSan into
 # build/asan/5.4, a Lua 5.4 launcher that carries their runtime (tools/asan/lua.c), and

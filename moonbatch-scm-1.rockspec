@@ -34,10 +34,10 @@ build = {
   modules = {
     ["moonbatch.core"] = {
       sources = { "csrc/buffer.c", "csrc/checksum.c", "csrc/core.c", "csrc/fsutil.c", "csrc/multi.c", "csrc/ops.c", "csrc/options.c",
-                  "csrc/reply.c", "csrc/session.c", "csrc/transfer.c", "csrc/url.c",
+                  "csrc/readahead.c", "csrc/reply.c", "csrc/session.c", "csrc/transfer.c", "csrc/url.c",
                   "csrc/validate.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl" },
+      libraries = { "curl", "pthread" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },

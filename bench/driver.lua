@@ -9,6 +9,8 @@
 --                                        lifted (on), with a 50,000-line cap and no byte cap
 --                                        (capped), or not validated (off)
 --   list BASE KEY N [PROVIDER]           N sequential files.list on one client (keep-alive)
+--   download BASE KEY ID OUT BYTES [PROVIDER]
+--                                        one files.download of file ID to OUT (BYTES expected)
 --   many BASE KEY CONCURRENCY FILE...    one files.upload_many over the files
 --   validate FILE                        core.validate (no provider limits)
 --   endurance BASE KEY CALLS TRANSFERS FILE
@@ -118,6 +120,19 @@ local function list(base, key, n, provider)
   if items ~= n * per_page then die(("%d items in %d pages of %d"):format(items, n, per_page)) end
   out({ { "seconds", ("%.6f"):format(seconds) }, { "calls", n }, { "rate", ("%.1f"):format(n / seconds) },
         { "per_page", per_page } })
+end
+
+local function download(base, key, id, path, bytes, provider)
+  local c = client(base, key, provider)
+  local t0 = now()
+  local result, msg = c.files.download(id, path)
+  local seconds = now() - t0
+  if not result then die(msg) end
+  if result.bytes ~= bytes or file_size(path) ~= bytes then
+    die(("got %s bytes of %d"):format(tostring(result.bytes), bytes))
+  end
+  os.remove(path)
+  out({ { "seconds", ("%.6f"):format(seconds) }, { "bytes", bytes } })
 end
 
 -- The result of one upload_many item: the File, or nil and the message.
@@ -246,6 +261,8 @@ elseif mode == "upload" then
   upload(arg[2], arg[3], arg[4], arg[5], arg[6])
 elseif mode == "list" then
   list(arg[2], arg[3], assert(tonumber(arg[4]), "N"), arg[5])
+elseif mode == "download" then
+  download(arg[2], arg[3], arg[4], arg[5], assert(tonumber(arg[6]), "BYTES"), arg[7])
 elseif mode == "many" then
   local paths = {}
   for i = 5, #arg do paths[#paths + 1] = arg[i] end
@@ -255,5 +272,5 @@ elseif mode == "validate" then
 elseif mode == "endurance" then
   endurance(arg[2], arg[3], assert(tonumber(arg[4])), assert(tonumber(arg[5])), arg[6])
 else
-  die("usage: lua5.4 bench/driver.lua gen|upload|list|many|validate|endurance ...")
+  die("usage: lua5.4 bench/driver.lua gen|upload|list|download|many|validate|endurance ...")
 end

@@ -148,6 +148,7 @@ static const luaL_Reg plain_functions[] = {
     {"parse_url", url_parse},
     {"regular_file", fsutil_lua_regular_file},
     {"durable_rename", fsutil_lua_durable_rename},
+    {"file_identity", transfer_file_identity},
     {NULL, NULL}};
 
 static const luaL_Reg files_functions[] = {

@@ -115,12 +115,19 @@ static int fail(decoder *d, const char *what)
     return FAILED;
 }
 
-static void skip_space(decoder *d)
+static void skip_space_run(decoder *d)
 {
     const char *p = d->p, *end = d->end;
     while (p < end && is_space(*p))
         p++;
     d->p = p;
+}
+
+/* most tokens follow no whitespace at all (compact JSON): that test alone is inlined */
+static inline void skip_space(decoder *d)
+{
+    if (d->p < d->end && is_space(*d->p))
+        skip_space_run(d);
 }
 
 static int parse_value(decoder *d);

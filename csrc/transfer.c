@@ -22,28 +22,37 @@
 #include "options.h"
 
 #define DEFAULT_MAX_REPLY ((size_t)64 * 1024 * 1024)
+/* bytes libcurl reads from the socket at a time for `output` (default 16 KiB), and written to
+ * the file at a time */
+#define DOWNLOAD_BUFFER ((size_t)1024 * 1024)
 
 static const char *const known_options[] = {
     "method", "url", "headers", "body", "json", "form", "timeout", "connect_timeout",
     "low_speed_limit", "low_speed_time", "on_progress", "max_reply_bytes", "session", "cainfo",
     "output", "query", NULL};
 
-/* ---------------------------------------------------------------- a validated file part */
+/* ---------------------------------------------------------------- a file part */
 
 #define SCAN_CHUNK (256 * 1024) /* bytes read at a time when the rest of a file is scanned */
 #define CHECK_HEAD (256 * 1024) /* bytes of a validated file checked before the request starts */
 
+static void check_join(upload_check *c);
+
 static void check_free(upload_check *c)
 {
-    if (c == NULL)
-        return;
-    if (c->fd >= 0)
-        close(c->fd);
-    validate_release(&c->scanner);
-    free(c->head);
-    free(c->endpoint);
-    free(c->path);
-    free(c);
+    while (c != NULL) {
+        upload_check *next = c->next;
+        check_join(c); /* before the descriptor and the scanner go */
+        if (c->fd >= 0)
+            close(c->fd);
+        if (c->validating)
+            validate_release(&c->scanner);
+        free(c->head);
+        free(c->endpoint);
+        free(c->path);
+        free(c);
+        c = next;
+    }
 }
 
 static ssize_t read_some(int fd, char *buf, size_t n)
@@ -55,12 +64,61 @@ static ssize_t read_some(int fd, char *buf, size_t n)
     return got;
 }
 
+/* ** the identity of an open file: device, inode, size and modification time, as one string
+ * (what a part's `identity` option is compared with) */
+static void push_identity(lua_State *L, const struct stat *st)
+{
+#if defined(__APPLE__)
+    long nsec = (long)st->st_mtimespec.tv_nsec;
+#else
+    long nsec = (long)st->st_mtim.tv_nsec;
+#endif
+    char id[128];
+    snprintf(id, sizeof id, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st->st_dev,
+             (unsigned long long)st->st_ino, (long long)st->st_size, (long long)st->st_mtime, nsec);
+    lua_pushstring(L, id);
+}
+
+/* ** does the open file still have the size and modification time it had when opened? */
+static int file_unchanged(const upload_check *c)
+{
+    struct stat st;
+    if (fstat(c->fd, &st) != 0)
+        return 0;
+    return (curl_off_t)st.st_size == c->size && st.st_mtime == c->opened.st_mtime &&
+#if defined(__APPLE__)
+           st.st_mtimespec.tv_nsec == c->opened.st_mtimespec.tv_nsec;
+#else
+           st.st_mtim.tv_nsec == c->opened.st_mtim.tv_nsec;
+#endif
+}
+
+/* ** stop the read-ahead thread, if any, and take over what it found */
+static void check_join(upload_check *c)
+{
+    uint64_t scanned = 0;
+    int err = 0, why;
+    if (c->ahead == NULL)
+        return;
+    why = readahead_stop(c->ahead, &scanned, &err);
+    c->ahead = NULL;
+    c->offset = (curl_off_t)(c->head_len + scanned);
+    if (why == READAHEAD_PROBLEM)
+        c->stopped = 1;
+    else if (why == READAHEAD_READ_ERROR)
+        c->read_errno = err;
+    else if (why == READAHEAD_CHANGED)
+        c->changed = 1;
+}
+
 /* ** scan the bytes read from the file; the last ones end the scan. Returns 1 when the file
  * has a problem (or the scanner ran out of memory). */
 static int check_scan(upload_check *c, const char *p, size_t n)
 {
-    validate_feed(&c->scanner, p, n);
     c->offset += (curl_off_t)n;
+    if (!c->validating)
+        return 0;
+    validate_feed(&c->scanner, p, n);
     if (c->offset == c->size)
         validate_finish(&c->scanner);
     if (c->scanner.problem_total > 0 || c->scanner.out_of_memory)
@@ -68,30 +126,39 @@ static int check_scan(upload_check *c, const char *p, size_t n)
     return c->stopped;
 }
 
-/* ** (re)start the scan from the first byte: the head is scanned again, the file read after it */
+/* ** (re)start the part from the first byte: the head is scanned again, the file read after it */
 static int check_start(upload_check *c)
 {
-    validate_release(&c->scanner);
-    validate_init(&c->scanner, &c->config);
+    check_join(c);
     c->offset = c->sent = 0;
-    c->stopped = 0;
+    c->stopped = c->changed = c->read_errno = 0;
     if (lseek(c->fd, (off_t)c->head_len, SEEK_SET) < 0)
         return -1;
+    if (!c->validating)
+        return 0;
+    validate_release(&c->scanner);
+    validate_init(&c->scanner, &c->config);
     if ((uint64_t)c->size > c->config.max_bytes)
         c->stopped = 1; /* over the byte limit: nothing of it is worth sending */
     else
         check_scan(c, c->head, c->head_len);
+    /* the rest is read and checked ahead on a second thread (or, without one, here) */
+    if (!c->stopped && c->offset < c->size && readahead_useful())
+        c->ahead = readahead_start(c->fd, (uint64_t)c->offset, (uint64_t)c->size, &c->scanner);
     return 0;
 }
 
-/* ** libcurl's read callback of the part: the head, then the next bytes of the file, each piece
- * scanned before it is sent. A piece with a problem is not sent: the transfer stops there. */
+/* ** libcurl's read callback of a file part: the head, then the next bytes of the file, each
+ * piece scanned before it is sent when the part is validated. A piece with a problem is not
+ * sent: the transfer stops there. So is the last piece of a file that changed while it was
+ * read (shorter, longer or rewritten): the server never gets a whole body, and the call fails
+ * at once instead of waiting for bytes that will not come. */
 static size_t check_read(char *buf, size_t size, size_t n, void *arg)
 {
     upload_check *c = (upload_check *)arg;
     size_t want = size * n;
     ssize_t got;
-    if (c->stopped)
+    if (c->stopped || c->changed)
         return CURL_READFUNC_ABORT;
     if (c->sent < (curl_off_t)c->head_len) {
         if (want > c->head_len - (size_t)c->sent)
@@ -105,12 +172,30 @@ static size_t check_read(char *buf, size_t size, size_t n, void *arg)
     if (want == 0)
         return 0;
     got = read_some(c->fd, buf, want);
-    if (got <= 0) {
-        c->read_errno = got < 0 ? errno : EIO; /* the file shrank since it was opened */
+    if (got < 0) {
+        c->read_errno = errno;
         return CURL_READFUNC_ABORT;
     }
-    if (check_scan(c, buf, (size_t)got))
+    if (got == 0) {
+        c->changed = 1; /* it shrank since it was opened */
         return CURL_READFUNC_ABORT;
+    }
+    if (c->ahead != NULL) {
+        /* checked on the other thread: pass nothing it has not checked yet */
+        c->offset += got;
+        if (readahead_wait(c->ahead, (uint64_t)c->offset) != 0) {
+            check_join(c); /* a problem, a read error or a changed file: stop here */
+            if (!c->stopped && c->read_errno == 0)
+                c->changed = 1;
+            return CURL_READFUNC_ABORT;
+        }
+    } else if (check_scan(c, buf, (size_t)got)) {
+        return CURL_READFUNC_ABORT;
+    }
+    if (c->offset == c->size && !file_unchanged(c)) {
+        c->changed = 1; /* grown or rewritten while it was read */
+        return CURL_READFUNC_ABORT;
+    }
     c->sent += got;
     return (size_t)got;
 }
@@ -120,7 +205,7 @@ static int check_seek(void *arg, curl_off_t offset, int origin)
 {
     upload_check *c = (upload_check *)arg;
     if (origin != SEEK_SET || offset != 0)
-        return CURL_SEEKFUNC_CANTSEEK; /* a scan only starts from the first byte */
+        return CURL_SEEKFUNC_CANTSEEK; /* a part only starts from the first byte */
     return check_start(c) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
 }
 
@@ -148,45 +233,81 @@ static char *copy_string(const char *s, size_t len)
     return copy;
 }
 
-/* ** the part `p` sends `file` through the validator configured by the table at `opts`.
- * Returns 0, or -1 (t->failure says why) when the file cannot be read. */
-static int setup_checked_file(lua_State *L, transfer *t, curl_mimepart *p, const char *file,
-                              int opts)
+/* ** core.file_identity(path) -> a string naming the file's device, inode, size and modification
+ * time, or nil, msg: taken once per call, and given to each attempt as the file part's
+ * `identity`, so that a file changed between attempts is not sent in part */
+int transfer_file_identity(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot read '%s': %s", path, strerror(errno));
+        return 2;
+    }
+    push_identity(L, &st);
+    return 1;
+}
+
+/* ** the part `p` sends `file`, read by check_read; through the validator configured by the
+ * table at `validate` when it is not 0. `identity` (or NULL) is what the file must still be.
+ * Returns 0, or -1 (t->failure says why) when the file cannot be read or has changed. */
+static int setup_file_part(lua_State *L, transfer *t, curl_mimepart *p, const char *file,
+                           int validate, const char *identity)
 {
     upload_check *c;
-    struct stat st;
     char why[FSUTIL_WHY_SIZE] = "";
     size_t got = 0;
-    if (t->check != NULL)
+    if (validate != 0 && t->check != NULL)
         luaL_error(L, "moonbatch.core: bad option 'form' (only one part can be validated)");
     c = (upload_check *)calloc(1, sizeof *c);
     if (c == NULL)
         luaL_error(L, "moonbatch.core: out of memory");
     c->fd = -1;
-    t->check = c; /* released with the transfer, also when an option below raises */
-    validate_read_config(L, opts, &c->config);
-    c->endpoint = copy_string(c->config.endpoint, c->config.endpoint_length);
+    c->next = t->files;
+    t->files = c; /* released with the transfer, also when an option below raises */
     c->path = copy_string(file, strlen(file));
-    lua_pop(L, 1);
-    if (c->endpoint == NULL || c->path == NULL)
+    if (c->path == NULL)
         luaL_error(L, "moonbatch.core: out of memory");
-    c->config.endpoint = c->endpoint;
-    c->fd = fsutil_open_regular(file, &st, why);
+    if (validate != 0) {
+        t->check = c;
+        c->validating = 1;
+        validate_read_config(L, validate, &c->config);
+        c->endpoint = copy_string(c->config.endpoint, c->config.endpoint_length);
+        lua_pop(L, 1);
+        if (c->endpoint == NULL)
+            luaL_error(L, "moonbatch.core: out of memory");
+        c->config.endpoint = c->endpoint;
+    }
+    c->fd = fsutil_open_regular(file, &c->opened, why); /* never blocks on a FIFO */
     if (c->fd < 0)
         goto unreadable;
-    c->size = (curl_off_t)st.st_size;
-    c->head_len = (size_t)(c->size < CHECK_HEAD ? c->size : CHECK_HEAD);
-    c->head = (char *)malloc(c->head_len + 1);
-    if (c->head == NULL)
-        luaL_error(L, "moonbatch.core: out of memory");
-    while (got < c->head_len) {
-        ssize_t n = read_some(c->fd, c->head + got, c->head_len - got);
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO; /* shorter than its size */
-            goto unreadable;
+    c->size = (curl_off_t)c->opened.st_size;
+    if (identity != NULL) {
+        int same;
+        push_identity(L, &c->opened);
+        same = strcmp(lua_tostring(L, -1), identity) == 0;
+        lua_pop(L, 1);
+        if (!same) {
+            snprintf(t->failure, sizeof t->failure,
+                     "cannot read '%s': the file changed since the upload started", file);
+            return -1;
         }
-        got += (size_t)n;
+    }
+    if (validate != 0) {
+        c->head_len = (size_t)(c->size < CHECK_HEAD ? c->size : CHECK_HEAD);
+        c->head = (char *)malloc(c->head_len + 1);
+        if (c->head == NULL)
+            luaL_error(L, "moonbatch.core: out of memory");
+        while (got < c->head_len) {
+            ssize_t n = read_some(c->fd, c->head + got, c->head_len - got);
+            if (n <= 0) {
+                if (n == 0)
+                    errno = EIO; /* shorter than its size */
+                goto unreadable;
+            }
+            got += (size_t)n;
+        }
     }
     if (check_start(c) != 0)
         goto unreadable;
@@ -207,37 +328,60 @@ unreadable:
     return -1;
 }
 
-/* ** after a transfer with a validated part: push `nil, msg, info` and return 3 when the file
- * stopped it (kind "validation", info.report as core.validate's) or could not be read (kind
- * "io"); else return 0 */
+/* ** the validated part's rest is scanned, so that the report lists every problem */
+static void check_scan_rest(upload_check *c)
+{
+    char *chunk = (char *)malloc(SCAN_CHUNK);
+    ssize_t got = 0;
+    if (chunk == NULL)
+        c->scanner.out_of_memory = 1;
+    else if (lseek(c->fd, (off_t)c->offset, SEEK_SET) < 0)
+        got = -1;
+    else
+        while ((got = read_some(c->fd, chunk, SCAN_CHUNK)) > 0 &&
+               validate_feed(&c->scanner, chunk, (size_t)got) == 0)
+            ;
+    free(chunk);
+    if (got < 0)
+        c->read_errno = errno;
+    else
+        validate_finish(&c->scanner);
+}
+
+/* ** after a transfer with file parts: push `nil, msg, info` and return 3 when a file could not
+ * be read or changed while it was sent (kind "io"), or the validated one stopped it (kind
+ * "validation", info.report as core.validate's); else return 0 */
 static int check_outcome(lua_State *L, transfer *t)
 {
-    upload_check *c = t->check;
+    upload_check *c;
     char msg[600];
-    if (c->stopped && c->read_errno == 0 && !c->scanner.out_of_memory && c->offset < c->size) {
-        /* the rest of the file is scanned here, so that the report lists every problem */
-        char *chunk = (char *)malloc(SCAN_CHUNK);
-        ssize_t got = 0;
-        if (chunk == NULL)
-            c->scanner.out_of_memory = 1;
-        else if (lseek(c->fd, (off_t)c->offset, SEEK_SET) < 0)
-            got = -1;
+    for (c = t->files; c != NULL; c = c->next)
+        check_join(c); /* the results are the thread's until then */
+    for (c = t->files; c != NULL; c = c->next) {
+        if (c->read_errno == 0 && !c->changed)
+            continue;
+        if (c->changed)
+            snprintf(msg, sizeof msg, "cannot read '%s': the file changed while it was sent "
+                     "(%lld bytes when the upload started)", c->path, (long long)c->size);
         else
-            while ((got = read_some(c->fd, chunk, SCAN_CHUNK)) > 0 &&
-                   validate_feed(&c->scanner, chunk, (size_t)got) == 0)
-                ;
-        free(chunk);
-        if (got < 0)
-            c->read_errno = errno;
-        else
-            validate_finish(&c->scanner);
-    }
-    if (c->read_errno != 0) {
-        snprintf(msg, sizeof msg, "cannot read '%s': %s", c->path, strerror(c->read_errno));
+            snprintf(msg, sizeof msg, "cannot read '%s': %s", c->path, strerror(c->read_errno));
         transfer_fail(L, "io", msg);
         lua_pushstring(L, c->path);
         lua_setfield(L, -2, "path");
         return 3;
+    }
+    c = t->check;
+    if (c == NULL)
+        return 0;
+    if (c->stopped && !c->scanner.out_of_memory && c->offset < c->size) {
+        check_scan_rest(c);
+        if (c->read_errno != 0) {
+            snprintf(msg, sizeof msg, "cannot read '%s': %s", c->path, strerror(c->read_errno));
+            transfer_fail(L, "io", msg);
+            lua_pushstring(L, c->path);
+            lua_setfield(L, -2, "path");
+            return 3;
+        }
     }
     if (c->scanner.out_of_memory) {
         snprintf(msg, sizeof msg, "cannot read '%s': out of memory", c->path);
@@ -259,6 +403,7 @@ transfer *transfer_new(lua_State *L)
     memset(t, 0, sizeof *t);
     t->progress_ref = LUA_NOREF;
     t->error_ref = LUA_NOREF;
+    t->out_fd = -1;
     luaL_setmetatable(L, TRANSFER_TYPE);
     return t;
 }
@@ -282,13 +427,16 @@ void transfer_release(lua_State *L, transfer *t)
     if (t->owns_easy && t->easy_owned != NULL)
         curl_easy_cleanup(t->easy_owned);
     t->easy_owned = NULL;
-    check_free(t->check); /* after the mime, which calls its callbacks */
-    t->check = NULL;
+    check_free(t->files); /* after the mime, which calls its callbacks */
+    t->files = t->check = NULL;
     buffer_free(&t->head);
     buffer_free(&t->body);
-    if (t->out != NULL)
-        fclose(t->out);
-    t->out = NULL;
+    if (t->out_fd >= 0)
+        close(t->out_fd);
+    t->out_fd = -1;
+    free(t->out_buf);
+    t->out_buf = NULL;
+    t->out_buf_len = 0;
     free(t->out_path);
     t->out_path = NULL;
     if (L != NULL) {
@@ -348,28 +496,97 @@ static int body_to_file(transfer *t)
     return status >= 200 && status < 300;
 }
 
+/* ** open `output` at the first byte of a 2xx body; when the reply announces its length, the
+ * file's blocks are reserved at once (fewer allocations as it grows, and a disk too small for
+ * it fails before the transfer rather than at its end) */
 static int open_output(transfer *t)
 {
-    if (t->out == NULL) {
-        t->out = fopen(t->out_path, "wb");
-        if (t->out == NULL) {
-            t->out_errno = errno ? errno : EIO;
+    curl_off_t announced = -1;
+    if (t->out_fd >= 0)
+        return 0;
+    do
+        t->out_fd = open(t->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    while (t->out_fd < 0 && errno == EINTR);
+    if (t->out_fd < 0) {
+        t->out_errno = errno ? errno : EIO;
+        return -1;
+    }
+    curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__)
+    if (announced > 0) {
+        int err = posix_fallocate(t->out_fd, 0, (off_t)announced);
+        if (err == ENOSPC || err == EFBIG) {
+            t->out_errno = err;
             return -1;
         }
+        if (err == 0)
+            t->out_reserved = announced;
+        /* else (a file system without it): the file grows as it is written */
+    }
+#else
+    (void)announced; /* no portable preallocation: the file grows as it is written */
+#endif
+    return 0;
+}
+
+/* ** write the whole chunk to the output; 0 or -1 (t->out_errno says why) */
+static int write_all(transfer *t, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(t->out_fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            t->out_errno = n < 0 && errno ? errno : EIO;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
     }
     return 0;
+}
+
+/* ** write what the buffer holds; 0 or -1 */
+static int flush_output(transfer *t)
+{
+    size_t n = t->out_buf_len;
+    t->out_buf_len = 0;
+    return n > 0 ? write_all(t, t->out_buf, n) : 0;
+}
+
+/* ** after the body: the rest written, the reservation cut to what came, the file closed; 0 or
+ * -1 */
+static int close_output(transfer *t)
+{
+    int failed = flush_output(t) != 0;
+    if (t->out_reserved > 0 && t->out_reserved != t->out_bytes &&
+        ftruncate(t->out_fd, (off_t)t->out_bytes) != 0)
+        failed = 1;
+    if (close(t->out_fd) != 0)
+        failed = 1;
+    t->out_fd = -1;
+    return failed ? -1 : 0;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     transfer *t = (transfer *)ud;
     size_t len = size * n;
-    if (body_to_file(t)) {
+    if (t->out_fd >= 0 || body_to_file(t)) {
         if (open_output(t) != 0)
             return 0;
-        if (fwrite(p, 1, len, t->out) != len) {
-            t->out_errno = errno ? errno : EIO;
+        if (t->out_buf == NULL && (t->out_buf = (char *)malloc(DOWNLOAD_BUFFER)) == NULL) {
+            t->out_errno = ENOMEM;
             return 0;
+        }
+        if (len > DOWNLOAD_BUFFER - t->out_buf_len && flush_output(t) != 0)
+            return 0;
+        if (len >= DOWNLOAD_BUFFER) {
+            if (write_all(t, p, len) != 0)
+                return 0;
+        } else {
+            memcpy(t->out_buf + t->out_buf_len, p, len);
+            t->out_buf_len += len;
         }
         t->out_bytes += (curl_off_t)len;
         return len;
@@ -384,6 +601,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 }
 
 #define VISIT_SECONDS 0.25
+#define PROGRESS_SECONDS 0.05 /* on_progress runs at most this often (but for the last bytes) */
 static char visit_key; /* its address keys the no-op Lua function in the registry */
 
 static double monotonic_seconds(void)
@@ -423,9 +641,27 @@ static int visit_lua(lua_State *L, transfer *t)
     return 0;
 }
 
+/* ** call on_progress(done, total) under lua_pcall; 0, or 1 (abort) when it raised */
+static int call_progress(lua_State *L, transfer *t, curl_off_t done, curl_off_t total, double now)
+{
+    t->last_done = done;
+    t->last_total = total;
+    t->last_call = t->last_visit = now;
+    if (!lua_checkstack(L, 3))
+        return 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->progress_ref);
+    lua_pushnumber(L, (lua_Number)done);
+    lua_pushnumber(L, (lua_Number)total);
+    if (lua_pcall(L, 2, 0, 0) != 0)
+        return keep_error(L, t);
+    return 0;
+}
+
 /* ** libcurl's progress callback: calls on_progress(done, total) when the numbers change (the
  * bytes sent for a transfer that uploads, its small reply being no progress anyone waits for,
- * else the bytes received), and lets Lua run at least every VISIT_SECONDS */
+ * else the bytes received), at most every PROGRESS_SECONDS but for the last bytes (and
+ * transfer_finish makes the final call), and lets Lua run at least every VISIT_SECONDS. A
+ * transfer without on_progress calls into Lua only for those visits. */
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
@@ -437,24 +673,27 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
         done = ulnow;
         total = ultotal;
     }
+    t->seen_done = done;
+    t->seen_total = total;
     if (t->progress_ref == LUA_NOREF || (total == 0 && done == 0) ||
-        (done == t->last_done && total == t->last_total)) {
+        (done == t->last_done && total == t->last_total) ||
+        (now - t->last_call < PROGRESS_SECONDS && !(total > 0 && done == total))) {
         if (now - t->last_visit < VISIT_SECONDS)
             return 0;
         t->last_visit = now;
         return visit_lua(L, t);
     }
-    t->last_done = done;
-    t->last_total = total;
-    t->last_visit = now;
-    if (!lua_checkstack(L, 3))
-        return 1;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->progress_ref);
-    lua_pushnumber(L, (lua_Number)done);
-    lua_pushnumber(L, (lua_Number)total);
-    if (lua_pcall(L, 2, 0, 0) != 0)
-        return keep_error(L, t);
-    return 0;
+    return call_progress(L, t, done, total, now);
+}
+
+/* ** at the end of a transfer, on_progress hears the last numbers if the rate limit held them */
+static void final_progress(lua_State *L, transfer *t)
+{
+    if (t->progress_ref == LUA_NOREF || t->error_ref != LUA_NOREF ||
+        (t->seen_total == 0 && t->seen_done == 0) ||
+        (t->seen_done == t->last_done && t->seen_total == t->last_total))
+        return;
+    call_progress(L, t, t->seen_done, t->seen_total, monotonic_seconds());
 }
 
 /* ---------------------------------------------------------------- reading options */
@@ -538,12 +777,10 @@ static int setup_form_part(lua_State *L, transfer *t, int part)
     if (p == NULL || curl_mime_name(p, name) != CURLE_OK)
         luaL_error(L, "moonbatch.core: out of memory");
     if (file != NULL) {
-        if (get_option(L, part, "validate", LUA_TTABLE)) {
-            if (setup_checked_file(L, t, p, file, lua_gettop(L)) != 0)
-                return -1;
-        } else if (curl_mime_filedata(p, file) != CURLE_OK) {
-            luaL_error(L, "moonbatch.core: out of memory");
-        }
+        const char *identity = string_option(L, part, "identity", 0);
+        int validate = get_option(L, part, "validate", LUA_TTABLE) ? lua_gettop(L) : 0;
+        if (setup_file_part(L, t, p, file, validate, identity) != 0)
+            return -1;
         lua_pop(L, 1);
     } else {
         size_t vlen;
@@ -695,6 +932,8 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
+    if (t->out_path != NULL) /* a download: fewer, larger reads and writes */
+        curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, (long)DOWNLOAD_BUFFER);
     if (t->headers != NULL)
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
     if (cainfo != NULL)
@@ -728,7 +967,9 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
     if (t->runner == NULL)
         t->runner = &t->L;
     t->last_done = t->last_total = -1;
+    t->seen_done = t->seen_total = 0;
     t->last_visit = monotonic_seconds();
+    t->last_call = t->last_visit - 1; /* the first numbers are reported at once */
     curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(easy, CURLOPT_XFERINFODATA, t);
     curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
@@ -752,17 +993,17 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
 {
     long status = 0;
     decode_idx = compat_absindex(L, decode_idx);
+    final_progress(L, t);
     if (t->error_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, t->error_ref);
         return lua_error(L);
     }
-    if (t->check != NULL && check_outcome(L, t) != 0)
+    if (t->files != NULL && check_outcome(L, t) != 0)
         return 3;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     if (code == CURLE_OK && body_to_file(t)) {
         /* an empty success still leaves its (empty) file; a failed close loses data */
-        int closed = open_output(t) == 0 ? fclose(t->out) : EOF;
-        t->out = NULL;
+        int closed = open_output(t) == 0 ? close_output(t) : -1;
         if (closed != 0 && t->out_errno == 0)
             t->out_errno = errno ? errno : EIO;
     }

@@ -378,6 +378,13 @@ local function files_upload(self, opts)
         message = ("cannot write the %s copy of '%s': %s"):format(p.name, opts.file, tostring(cleanup)) })
     end
   end
+  -- the identity of the file sent, taken once: an attempt finding it changed (or a read finding
+  -- it changed while it is sent) fails the call, never sends a mix of two files as one
+  local identity, unreadable = core.file_identity(source)
+  if not identity then
+    if cleanup then cleanup() end
+    return nil, errors.make(ctx, { kind = "io", attempts = 0, message = unreadable })
+  end
   local validated -- the check's report of the bytes sent, when they passed
   -- the file is checked as it is sent, in the same pass: a bad line found here costs nothing;
   -- found by the provider, it costs an upload and a batch. The line stops the upload before
@@ -391,10 +398,8 @@ local function files_upload(self, opts)
         path = p.upload_path, file = source, filename = opts.filename or (cleanup and opts.file:match("[^/]*$")),
         purpose = opts.purpose or p.batch_purpose, fields = fields,
       }))
-      if check then
-        for _, part in ipairs(req.form) do
-          if part.file then part.validate = check end
-        end
+      for _, part in ipairs(req.form) do
+        if part.file then part.validate, part.identity = check, identity end
       end
       local body, res, failure = perform(self, with_query(self, req))
       if body == nil and type(res) ~= "table" and failure.kind == "validation" then rejected = failure.report end
@@ -432,8 +437,10 @@ local list_spec = { purpose = "string", limit = args.PAGE, after = "string" }
 local function files_list(self, opts)
   local p = self.provider
   local wanted, query
-  if opts == nil and self.list_defaults then
-    -- the most common call: its query is made once per client (neither table is modified)
+  if opts == nil and self.list_op then
+    -- the most common call: its operation (query, request and parser) is made once per client
+    return client.call(self, self.list_op)
+  elseif opts == nil and self.list_defaults then
     wanted, query = self.list_defaults[1], self.list_defaults[2]
   else
     args.check("files.list", opts, list_spec)
@@ -450,10 +457,12 @@ local function files_list(self, opts)
     if next(opts) == nil then self.list_defaults = { wanted, query } end
   end
   -- the generic request, as core.files.list would make it (the same URL, query keys sorted)
-  return client.call(self, {
+  local op = {
     method = "GET", path = p.files_path, run = exchange(self, "GET", p.files_path, query),
     parse = function(body) return p.files_page(body, wanted) end,
-  })
+  }
+  if opts ~= nil and next(opts) == nil and self.list_defaults then self.list_op = op end
+  return client.call(self, op)
 end
 
 -- an iterator over every item of pages fetched by list(after); raises when a page fails
