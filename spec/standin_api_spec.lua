@@ -57,7 +57,7 @@ describe("moonbatch.standin", function()
       assert.equal(sd.urls[name], sd:url(name))
     end
     assert.equal(("http://127.0.0.1:%d/_standin"):format(sd.port), sd.control)
-    assert.error_matches(function() sd:url("mistral") end, "no dialect mistral")
+    assert.error_matches(function() sd:url("nosuch") end, "no dialect nosuch")
     local page = assert(moonbatch.new({ provider = "openai", base_url = sd:url("openai"), api_key = "sk-test" }).files.list())
     assert.same({}, page.data)
   end)
