@@ -17,6 +17,8 @@ LUA_INCDIR ?= /usr/include/lua$(LUA_VERSION)
 endif
 CURL_INCDIR ?=
 CURL_LIBS ?= -lcurl
+SQLITE_INCDIR ?=
+SQLITE_LIBS ?= -lsqlite3
 
 BUILD = build/$(LUA_VERSION)
 MODULE = $(BUILD)/moonbatch/core.so
@@ -24,6 +26,11 @@ SOURCES = $(wildcard csrc/*.c)
 HEADERS = $(wildcard csrc/*.h)
 OBJECTS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SOURCES))
 INCLUDES = -I$(LUA_INCDIR) $(if $(CURL_INCDIR),-I$(CURL_INCDIR))
+# moonbatch.store (the job store on SQLite, csrc/store/): its own shared object, so that
+# moonbatch.core needs no SQLite
+STORE_MODULE = $(BUILD)/moonbatch/store.so
+STORE_SOURCES = $(wildcard csrc/store/*.c)
+STORE_OBJECTS = $(patsubst csrc/store/%.c,$(BUILD)/obj/store/%.o,$(STORE_SOURCES))
 
 # luarocks looks for curl/curl.h in /usr/include only; Debian keeps it in the multiarch folder
 CURL_HEADER_DIR = $(or $(CURL_INCDIR),$(shell for d in /usr/include/$$(gcc -print-multiarch 2>/dev/null) /usr/include; do [ -f $$d/curl/curl.h ] && echo $$d && break; done))
@@ -32,7 +39,7 @@ ROCK_TREE ?= .luarocks-tree
 .PHONY: all build deps test demo clean lint rock
 
 all: build
-build: $(MODULE)
+build: $(MODULE) $(STORE_MODULE)
 
 $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -41,6 +48,14 @@ $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
 $(MODULE): $(OBJECTS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(OBJECTS) $(CURL_LIBS)
+
+$(BUILD)/obj/store/%.o: csrc/store/%.c csrc/compat.h
+	@mkdir -p $(dir $@)
+	$(CC) $(WARNINGS) $(CPPFLAGS) $(CFLAGS) -fPIC -I$(LUA_INCDIR) $(if $(SQLITE_INCDIR),-I$(SQLITE_INCDIR)) -c $< -o $@
+
+$(STORE_MODULE): $(STORE_OBJECTS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(STORE_OBJECTS) $(SQLITE_LIBS)
 
 deps:
 	@scripts/install-deps

@@ -19,6 +19,7 @@ dependencies = {
 }
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
+  SQLITE = { header = "sqlite3.h", library = "sqlite3" },
 }
 build = {
   type = "builtin",
@@ -30,6 +31,14 @@ build = {
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
+    },
+    -- the job store (moonbatch.job only): its own module, so that moonbatch.core needs no SQLite
+    ["moonbatch.store"] = {
+      sources = { "csrc/store/store.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "sqlite3" },
+      incdirs = { "$(SQLITE_INCDIR)" },
+      libdirs = { "$(SQLITE_LIBDIR)" },
     },
     ["moonbatch"] = "lua/moonbatch/init.lua",
     ["moonbatch.args"] = "lua/moonbatch/args.lua",

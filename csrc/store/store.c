@@ -1,0 +1,561 @@
+/* store.c: moonbatch.store, the job layer's C module: SQLite (open, exec, prepared statements),
+ * an exclusive OS file lock, and a line reader that finds a result line's custom_id and usage. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "../compat.h"
+
+#define DB_TYPE "moonbatch.store.db"
+#define STMT_TYPE "moonbatch.store.statement"
+#define LOCK_TYPE "moonbatch.store.lock"
+#define READER_TYPE "moonbatch.store.reader"
+#define BUSY_MS 10000    /* how long a statement waits for another connection's write */
+#define HOLDER_BYTES 256 /* what is read of another holder's lock file */
+
+typedef struct store_db {
+    sqlite3 *db; /* NULL once closed */
+} store_db;
+
+typedef struct store_stmt {
+    sqlite3_stmt *stmt; /* NULL once finalized */
+    sqlite3 *db;        /* for its error messages; closed with sqlite3_close_v2 after us */
+} store_stmt;
+
+typedef struct store_lock {
+    int fd; /* -1 once released */
+} store_lock;
+
+typedef struct store_reader {
+    FILE *f;     /* NULL once closed */
+    char *line;  /* getline's buffer */
+    size_t size; /* its capacity */
+} store_reader;
+
+/* database ------------------------------------------------------------------------------- */
+
+static store_db *check_db(lua_State *L)
+{
+    store_db *d = (store_db *)luaL_checkudata(L, 1, DB_TYPE);
+    if (d->db == NULL)
+        luaL_error(L, "moonbatch.store: the database is closed");
+    return d;
+}
+
+/* nil, "PATH: MESSAGE" */
+static int db_failure(lua_State *L, sqlite3 *db, const char *what)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+    return 2;
+}
+
+/* store.open(path): the database at `path` (made when missing), or nil, msg */
+static int store_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    store_db *d = (store_db *)lua_newuserdata(L, sizeof *d);
+    d->db = NULL; /* closed until it is open: an error below leaks nothing */
+    luaL_setmetatable(L, DB_TYPE);
+    if (sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        int n = db_failure(L, d->db, path);
+        sqlite3_close(d->db);
+        d->db = NULL;
+        return n;
+    }
+    sqlite3_busy_timeout(d->db, BUSY_MS);
+    sqlite3_extended_result_codes(d->db, 1);
+    return 1;
+}
+
+/* db:exec(sql): true, or nil, msg (several statements may be given) */
+static int db_exec(lua_State *L)
+{
+    store_db *d = check_db(L);
+    const char *sql = luaL_checkstring(L, 2);
+    char *err = NULL;
+    if (sqlite3_exec(d->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, err ? err : sqlite3_errmsg(d->db));
+        sqlite3_free(err);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* db:prepare(sql): a statement, or nil, msg */
+static int db_prepare(lua_State *L)
+{
+    store_db *d = check_db(L);
+    size_t n;
+    const char *sql = luaL_checklstring(L, 2, &n);
+    store_stmt *s = (store_stmt *)lua_newuserdata(L, sizeof *s);
+    s->stmt = NULL;
+    s->db = d->db;
+    luaL_setmetatable(L, STMT_TYPE);
+    if (sqlite3_prepare_v2(d->db, sql, (int)n, &s->stmt, NULL) != SQLITE_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, sqlite3_errmsg(d->db));
+        return 2;
+    }
+    return 1;
+}
+
+/* db:changes(): the rows the last statement inserted, updated or deleted */
+static int db_changes(lua_State *L)
+{
+    lua_pushinteger(L, sqlite3_changes(check_db(L)->db));
+    return 1;
+}
+
+static int db_close(lua_State *L)
+{
+    store_db *d = (store_db *)luaL_checkudata(L, 1, DB_TYPE);
+    if (d->db != NULL) {
+        sqlite3_close_v2(d->db); /* a zombie until its statements are finalized */
+        d->db = NULL;
+    }
+    return 0;
+}
+
+/* statements ------------------------------------------------------------------------------ */
+
+static store_stmt *check_stmt(lua_State *L)
+{
+    store_stmt *s = (store_stmt *)luaL_checkudata(L, 1, STMT_TYPE);
+    if (s->stmt == NULL)
+        luaL_error(L, "moonbatch.store: the statement is finalized");
+    return s;
+}
+
+/* stmt:bind(...): the arguments as its parameters 1..n (nil is NULL, a boolean 0 or 1);
+ * returns the statement */
+static int stmt_bind(lua_State *L)
+{
+    store_stmt *s = check_stmt(L);
+    int i, n = lua_gettop(L) - 1, rc = SQLITE_OK;
+    sqlite3_reset(s->stmt);
+    sqlite3_clear_bindings(s->stmt);
+    if (n > sqlite3_bind_parameter_count(s->stmt))
+        return luaL_error(L, "moonbatch.store: %d values for %d parameters", n,
+                          sqlite3_bind_parameter_count(s->stmt));
+    for (i = 1; i <= n && rc == SQLITE_OK; i++) {
+        int at = i + 1;
+        switch (lua_type(L, at)) {
+        case LUA_TNIL:
+            rc = sqlite3_bind_null(s->stmt, i);
+            break;
+        case LUA_TBOOLEAN:
+            rc = sqlite3_bind_int(s->stmt, i, lua_toboolean(L, at));
+            break;
+        case LUA_TNUMBER: {
+            lua_Number x = lua_tonumber(L, at);
+#if LUA_VERSION_NUM >= 503
+            if (lua_isinteger(L, at))
+                rc = sqlite3_bind_int64(s->stmt, i, (sqlite3_int64)lua_tointeger(L, at));
+            else
+#endif
+            if (x >= -9007199254740992.0 && x <= 9007199254740992.0 && x == (lua_Number)(sqlite3_int64)x)
+                rc = sqlite3_bind_int64(s->stmt, i, (sqlite3_int64)x);
+            else
+                rc = sqlite3_bind_double(s->stmt, i, (double)x);
+            break;
+        }
+        case LUA_TSTRING: {
+            size_t len;
+            const char *text = lua_tolstring(L, at, &len);
+            rc = sqlite3_bind_text(s->stmt, i, text, (int)len, SQLITE_TRANSIENT);
+            break;
+        }
+        default:
+            return luaL_error(L, "moonbatch.store: bad value #%d to bind (%s)", i, luaL_typename(L, at));
+        }
+    }
+    if (rc != SQLITE_OK)
+        return luaL_error(L, "moonbatch.store: bind: %s", sqlite3_errmsg(s->db));
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* stmt:step(): true when a row is there, false when done, or nil, msg (the statement reset) */
+static int stmt_step(lua_State *L)
+{
+    store_stmt *s = check_stmt(L);
+    int rc = sqlite3_step(s->stmt);
+    if (rc == SQLITE_ROW) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (rc == SQLITE_DONE) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, sqlite3_errmsg(s->db));
+    sqlite3_reset(s->stmt);
+    return 2;
+}
+
+/* stmt:row(): the current row's columns (NULL is nil) */
+static int stmt_row(lua_State *L)
+{
+    store_stmt *s = check_stmt(L);
+    int i, n = sqlite3_data_count(s->stmt);
+    luaL_checkstack(L, n, "too many columns");
+    for (i = 0; i < n; i++) {
+        switch (sqlite3_column_type(s->stmt, i)) {
+        case SQLITE_INTEGER:
+            lua_pushinteger(L, (lua_Integer)sqlite3_column_int64(s->stmt, i));
+            break;
+        case SQLITE_FLOAT:
+            lua_pushnumber(L, (lua_Number)sqlite3_column_double(s->stmt, i));
+            break;
+        case SQLITE_NULL:
+            lua_pushnil(L);
+            break;
+        default: {
+            const void *bytes = sqlite3_column_blob(s->stmt, i);
+            lua_pushlstring(L, bytes ? (const char *)bytes : "", (size_t)sqlite3_column_bytes(s->stmt, i));
+            break;
+        }
+        }
+    }
+    return n;
+}
+
+static int stmt_reset(lua_State *L)
+{
+    sqlite3_reset(check_stmt(L)->stmt);
+    return 0;
+}
+
+static int stmt_finalize(lua_State *L)
+{
+    store_stmt *s = (store_stmt *)luaL_checkudata(L, 1, STMT_TYPE);
+    if (s->stmt != NULL) {
+        sqlite3_finalize(s->stmt);
+        s->stmt = NULL;
+    }
+    return 0;
+}
+
+/* the lock -------------------------------------------------------------------------------- */
+
+/* store.lock(path, note): an exclusive fcntl lock on the file `path` (made when missing), which
+ * then holds "PID NOTE"; the kernel releases it when the process ends. The lock, or nil, msg,
+ * holder (what the file says of the process holding it) */
+static int store_lock_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t note_len;
+    const char *note = luaL_optlstring(L, 2, "", &note_len);
+    struct flock fl;
+    char text[64];
+    int len;
+    store_lock *k = (store_lock *)lua_newuserdata(L, sizeof *k);
+    k->fd = -1;
+    luaL_setmetatable(L, LOCK_TYPE);
+    /* no O_TRUNC: the file may say who holds the lock now */
+    k->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (k->fd < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot open %s: %s", path, strerror(errno));
+        return 2;
+    }
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(k->fd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        char holder[HOLDER_BYTES];
+        ssize_t got = (e == EACCES || e == EAGAIN) ? pread(k->fd, holder, sizeof holder, 0) : -1;
+        close(k->fd);
+        k->fd = -1;
+        lua_pushnil(L);
+        if (e == EACCES || e == EAGAIN) {
+            lua_pushfstring(L, "%s is locked by another process", path);
+            lua_pushlstring(L, holder, got > 0 ? (size_t)got : 0);
+            return 3;
+        }
+        lua_pushfstring(L, "cannot lock %s: %s", path, strerror(e));
+        return 2;
+    }
+    len = snprintf(text, sizeof text, "%ld ", (long)getpid());
+    if (ftruncate(k->fd, 0) != 0 || pwrite(k->fd, text, (size_t)len, 0) != len ||
+        pwrite(k->fd, note, note_len, len) != (ssize_t)note_len) {
+        int e = errno;
+        close(k->fd);
+        k->fd = -1;
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot write %s: %s", path, strerror(e));
+        return 2;
+    }
+    return 1;
+}
+
+/* lock:release(): the lock is free for other processes */
+static int lock_release(lua_State *L)
+{
+    store_lock *k = (store_lock *)luaL_checkudata(L, 1, LOCK_TYPE);
+    if (k->fd >= 0) {
+        close(k->fd);
+        k->fd = -1;
+    }
+    return 0;
+}
+
+/* the line reader ------------------------------------------------------------------------ */
+
+/* the end of the JSON string whose opening quote is at s[i]: the index of its closing quote, or
+ * n when it does not end on the line */
+static size_t string_end(const char *s, size_t i, size_t n)
+{
+    for (i++; i < n; i++) {
+        if (s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            return i;
+    }
+    return n;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    int k;
+    for (k = 0; k < 4; k++) {
+        char c = p[k];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned c)
+{
+    if (c < 0x80) {
+        luaL_addchar(b, (char)c);
+    } else if (c < 0x800) {
+        luaL_addchar(b, (char)(0xC0 | (c >> 6)));
+        luaL_addchar(b, (char)(0x80 | (c & 0x3F)));
+    } else if (c < 0x10000) {
+        luaL_addchar(b, (char)(0xE0 | (c >> 12)));
+        luaL_addchar(b, (char)(0x80 | ((c >> 6) & 0x3F)));
+        luaL_addchar(b, (char)(0x80 | (c & 0x3F)));
+    } else {
+        luaL_addchar(b, (char)(0xF0 | (c >> 18)));
+        luaL_addchar(b, (char)(0x80 | ((c >> 12) & 0x3F)));
+        luaL_addchar(b, (char)(0x80 | ((c >> 6) & 0x3F)));
+        luaL_addchar(b, (char)(0x80 | (c & 0x3F)));
+    }
+}
+
+/* push the decoded text of the JSON string s[from..to) (between its quotes) */
+static void push_string(lua_State *L, const char *s, size_t from, size_t to)
+{
+    luaL_Buffer b;
+    size_t i;
+    if (memchr(s + from, '\\', to - from) == NULL) { /* the common case: nothing to decode */
+        lua_pushlstring(L, s + from, to - from);
+        return;
+    }
+    luaL_buffinit(L, &b);
+    for (i = from; i < to; i++) {
+        unsigned c, low;
+        if (s[i] != '\\' || i + 1 >= to) {
+            luaL_addchar(&b, s[i]);
+            continue;
+        }
+        i++;
+        switch (s[i]) {
+        case 'b': luaL_addchar(&b, '\b'); break;
+        case 'f': luaL_addchar(&b, '\f'); break;
+        case 'n': luaL_addchar(&b, '\n'); break;
+        case 'r': luaL_addchar(&b, '\r'); break;
+        case 't': luaL_addchar(&b, '\t'); break;
+        case 'u':
+            if (i + 4 < to && hex4(s + i + 1, &c)) {
+                i += 4;
+                if (c >= 0xD800 && c < 0xDC00 && i + 6 < to && s[i + 1] == '\\' && s[i + 2] == 'u' &&
+                    hex4(s + i + 3, &low) && low >= 0xDC00 && low < 0xE000) {
+                    c = 0x10000 + ((c - 0xD800) << 10) + (low - 0xDC00);
+                    i += 6;
+                }
+                add_utf8(&b, c);
+            } else {
+                luaL_addchar(&b, 'u');
+            }
+            break;
+        default: luaL_addchar(&b, s[i]); break; /* \" \\ \/ */
+        }
+    }
+    luaL_pushresult(&b);
+}
+
+/* the integer at s[i] (after blanks), or -1 when there is none */
+static long long integer_at(const char *s, size_t i, size_t n)
+{
+    long long v = -1;
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    for (; i < n && s[i] >= '0' && s[i] <= '9' && v < 1000000000000000LL; i++)
+        v = (v < 0 ? 0 : v * 10) + (s[i] - '0');
+    return v;
+}
+
+#define KEY_IS(s, i, j, k) ((j) - (i) - 1 == sizeof(k) - 1 && memcmp((s) + (i) + 1, (k), sizeof(k) - 1) == 0)
+
+/* push the line's top-level custom_id (nil when none) and the first prompt_tokens and
+ * completion_tokens keys' integers at any depth (nil when none): one pass over a JSON line,
+ * never decoding it */
+static void scan_line(lua_State *L, const char *s, size_t n)
+{
+    size_t i = 0;
+    int depth = 0, have_id = 0;
+    long long prompt = -1, completion = -1;
+    while (i < n) {
+        char c = s[i];
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == '"') {
+            size_t j = string_end(s, i, n), k = j + 1;
+            while (k < n && (s[k] == ' ' || s[k] == '\t'))
+                k++;
+            if (k < n && s[k] == ':') { /* a key */
+                k++;
+                if (depth == 1 && !have_id && KEY_IS(s, i, j, "custom_id")) {
+                    while (k < n && (s[k] == ' ' || s[k] == '\t'))
+                        k++;
+                    if (k < n && s[k] == '"') {
+                        size_t e = string_end(s, k, n);
+                        push_string(L, s, k + 1, e);
+                        have_id = 1;
+                    }
+                } else if (prompt < 0 && KEY_IS(s, i, j, "prompt_tokens")) {
+                    prompt = integer_at(s, k, n);
+                } else if (completion < 0 && KEY_IS(s, i, j, "completion_tokens")) {
+                    completion = integer_at(s, k, n);
+                }
+            }
+            i = j;
+        }
+        i++;
+    }
+    if (!have_id)
+        lua_pushnil(L);
+    if (prompt >= 0)
+        lua_pushinteger(L, (lua_Integer)prompt);
+    else
+        lua_pushnil(L);
+    if (completion >= 0)
+        lua_pushinteger(L, (lua_Integer)completion);
+    else
+        lua_pushnil(L);
+}
+
+/* store.reader(path): a reader of the lines of `path`, or nil, msg, info */
+static int store_reader_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    store_reader *r = (store_reader *)lua_newuserdata(L, sizeof *r);
+    r->f = NULL;
+    r->line = NULL;
+    r->size = 0;
+    luaL_setmetatable(L, READER_TYPE);
+    r->f = fopen(path, "rb");
+    if (r->f == NULL)
+        return compat_read_failure(L, path, "io", errno, NULL);
+    return 1;
+}
+
+/* reader:next(): the next line that is not blank (without its line end), its custom_id,
+ * prompt_tokens and completion_tokens (each nil when absent); nil at the end */
+static int reader_next(lua_State *L)
+{
+    store_reader *r = (store_reader *)luaL_checkudata(L, 1, READER_TYPE);
+    ssize_t got;
+    if (r->f == NULL)
+        return luaL_error(L, "moonbatch.store: the reader is closed");
+    while ((got = getline(&r->line, &r->size, r->f)) >= 0) {
+        size_t n = (size_t)got, i;
+        while (n > 0 && (r->line[n - 1] == '\n' || r->line[n - 1] == '\r'))
+            n--;
+        for (i = 0; i < n && (r->line[i] == ' ' || r->line[i] == '\t'); i++)
+            ;
+        if (i == n)
+            continue;
+        lua_pushlstring(L, r->line, n);
+        scan_line(L, r->line, n);
+        return 4;
+    }
+    if (ferror(r->f))
+        return luaL_error(L, "moonbatch.store: read error: %s", strerror(errno));
+    lua_pushnil(L);
+    return 1;
+}
+
+static int reader_close(lua_State *L)
+{
+    store_reader *r = (store_reader *)luaL_checkudata(L, 1, READER_TYPE);
+    if (r->f != NULL) {
+        fclose(r->f);
+        r->f = NULL;
+    }
+    free(r->line);
+    r->line = NULL;
+    r->size = 0;
+    return 0;
+}
+
+/* store.scan(line): the custom_id, prompt_tokens and completion_tokens of one line */
+static int store_scan(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    scan_line(L, s, n);
+    return 3;
+}
+
+/* the module ----------------------------------------------------------------------------- */
+
+static const luaL_Reg db_methods[] = {
+    { "exec", db_exec }, { "prepare", db_prepare }, { "changes", db_changes }, { "close", db_close },
+    { NULL, NULL } };
+static const luaL_Reg stmt_methods[] = {
+    { "bind", stmt_bind }, { "step", stmt_step }, { "row", stmt_row }, { "reset", stmt_reset },
+    { "finalize", stmt_finalize }, { NULL, NULL } };
+static const luaL_Reg lock_methods[] = { { "release", lock_release }, { NULL, NULL } };
+static const luaL_Reg reader_methods[] = { { "next", reader_next }, { "close", reader_close }, { NULL, NULL } };
+static const luaL_Reg store_functions[] = {
+    { "open", store_open }, { "lock", store_lock_file }, { "reader", store_reader_open },
+    { "scan", store_scan }, { NULL, NULL } };
+
+int luaopen_moonbatch_store(lua_State *L);
+
+int luaopen_moonbatch_store(lua_State *L)
+{
+    compat_newclass(L, DB_TYPE, db_methods, 0, db_close, NULL);
+    compat_newclass(L, STMT_TYPE, stmt_methods, 0, stmt_finalize, NULL);
+    compat_newclass(L, LOCK_TYPE, lock_methods, 0, lock_release, NULL);
+    compat_newclass(L, READER_TYPE, reader_methods, 0, reader_close, NULL);
+    luaL_newlib(L, store_functions);
+    lua_pushstring(L, sqlite3_libversion());
+    lua_setfield(L, -2, "sqlite_version");
+    return 1;
+}
