@@ -1337,7 +1337,7 @@ commands["job run"].run = function(ctx)
   local results = output_paths(ctx, file)
   local client = ctx:client({ tasks = true })
   local job = ctx:library().job
-  ctx.job_manifest = job.manifest_path(results)
+  ctx.job_manifest = job.store_path(results)
   local opts = create_options(ctx) -- every batch's endpoint, window, metadata and model
   opts.input, opts.results, opts.errors = file, results, ctx.opts.errors
   opts.concurrency, opts.max_lines, opts.max_bytes = ctx.opts.concurrency, ctx.opts["shard-lines"],
@@ -1409,7 +1409,7 @@ commands["job retry-failed"].run = function(ctx)
   local results = output_paths(ctx, old)
   local client = job_client(ctx, old)
   local job = ctx.moonbatch.job
-  ctx.job_manifest = job.manifest_path(results)
+  ctx.job_manifest = job.store_path(results)
   local summary, msg, info = unraised(job.retry_failed, client, {
     from = old, results = results, errors = ctx.opts.errors, concurrency = ctx.opts.concurrency,
     interval = ctx.opts.interval, on_event = job_events(ctx),

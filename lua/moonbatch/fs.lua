@@ -56,6 +56,11 @@ function fs.replace(temp, path)
   return true
 end
 
+--- Rename the finished file `temp` over `target`: true, or nil and why not.
+-- A stub on this branch: helper "sec-c" replaces it at merge with the durable version (fsync the
+-- file, rename, fsync the folder).
+function fs.commit(temp, target) return os.rename(temp, target) end
+
 --- Write `text` to `path` atomically: to `temp` (a path beside it) first, then renamed over it,
 -- so `path` holds the old content or the new, never part of it. true, or nil and why not
 -- (nothing left at `temp`).
