@@ -443,9 +443,10 @@ commands.job = {
 A job splits one input file of any size into shards within the provider's limits (SiliconFlow
 5,000 lines and 1 GB a file, Together and OpenAI 50,000 lines), runs each shard as a batch and
 merges every result into one results file and one errors file, each custom_id once. Every step
-is recorded in RESULTS.manifest.json before the network step that depends on it: run the same
-command again after a crash, Ctrl-C or kill, and the job goes on where it stopped, uploading no
-shard and creating no batch twice.
+is recorded in the job's store, RESULTS.job.db (SQLite), before the network step that depends on
+it: run the same command again after a crash, Ctrl-C or kill, and the job goes on where it
+stopped, uploading no shard and creating no batch twice. One run of a job goes on at a time: a
+second one is refused, naming the process that runs it.
 
 commands:
   job run FILE -o RESULTS          run (or resume) the job of FILE
@@ -470,10 +471,11 @@ whole file in memory), uploads the shards and creates their batches (a few at a 
 all of them, downloads every result and error file, and merges them into RESULTS and the errors
 file, each custom_id once. Then reports requests, succeeded, failed and missing (neither).
 
-The job is recorded in RESULTS.manifest.json (shards in RESULTS.shards/ while it runs). Running
-the same command again resumes it: after a crash, a kill or Ctrl-C at any point, nothing is
-uploaded or created twice and no result is lost or merged twice. An input that changed since
-the job started is refused. Exits 0 when every batch completed (some requests may have failed:
+The job is recorded in RESULTS.job.db (shards in RESULTS.shards/ while it runs; the job of an
+older version's RESULTS.manifest.json is imported once). Running the same command again resumes
+it: after a crash, a kill or Ctrl-C at any point, nothing is uploaded or created twice and no
+result is lost or merged twice. While it runs, another `job run` of the same RESULTS is refused
+(exit 1, naming this one's pid). An input that changed since the job started is refused. Exits 0 when every batch completed (some requests may have failed:
 they are in the errors file), 1 otherwise.
 
 options:
@@ -494,8 +496,8 @@ commands["job status"] = {
   summary = "show each shard of a job",
   flags = {},
   help = [[
-Shows the job whose results go to RESULTS (from RESULTS.manifest.json): each shard's lines,
-status, batch and request counts. Batches still running are asked for their status now (when
+Shows the job whose results go to RESULTS (from RESULTS.job.db, also while a run goes on): each
+shard's lines, status, batch and request counts, and once merged the tokens billed. Batches still running are asked for their status now (when
 an API key is at hand). The provider and base URL are the job's own.
 ]],
 }
@@ -1307,7 +1309,7 @@ local function job_summary(ctx, summary)
     ctx:out(("shards: %d (%s)"):format(summary.shards, tally_text(summary.batches)))
     ctx:out(("results: %s (%s)"):format(summary.results, plural(summary.succeeded, "line")))
     ctx:out(("errors: %s (%s)"):format(summary.errors, plural(summary.failed, "line")))
-    ctx:out("manifest: " .. summary.manifest)
+    ctx:out("store: " .. summary.store)
   end
   if not summary.complete then
     ctx:warn(("moonbatch: job %s: not every batch completed (%s)%s: `moonbatch job retry-failed` runs " ..
@@ -1378,6 +1380,9 @@ commands["job status"].run = function(ctx)
   local m = report.summary
   if m then
     ctx:out(("succeeded: %d, failed: %d, missing: %d"):format(m.succeeded, m.failed, m.missing))
+    if m.usage then
+      ctx:out(("billed: %d input tokens, %d output tokens"):format(m.usage.input_tokens, m.usage.output_tokens))
+    end
     ctx:out(("results: %s"):format(m.results))
     ctx:out(("errors: %s"):format(m.errors))
   end
