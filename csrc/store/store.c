@@ -7,6 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+#include <sys/stat.h>
+
 #include <sqlite3.h>
 
 #include "../compat.h"
@@ -532,6 +535,328 @@ static int store_scan(lua_State *L)
     return 3;
 }
 
+/* files --------------------------------------------------------------------------------- */
+
+/* store.identity(path): "DEV:INODE:SIZE:MTIME" of the file at `path` (a file rewritten, even
+ * to the same size, gets another), or nil, msg, info */
+static int store_identity(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    char text[128];
+    if (stat(path, &st) != 0)
+        return compat_read_failure(L, path, "io", errno, NULL);
+    snprintf(text, sizeof text, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+             (long)st.st_mtim.tv_nsec);
+    lua_pushstring(L, text);
+    return 1;
+}
+
+/* a file mapped into memory, read only (an empty file maps to nothing); the pages before
+ * `released` are unmapped already, so that a scan of a large file keeps little of it resident */
+typedef struct mapped {
+    const char *data;
+    size_t size, released;
+} mapped;
+
+#define RELEASE_STEP (8u << 20) /* bytes scanned between two releases of the pages behind */
+
+/* unmap the whole pages before data + keep (nothing is read there any more) */
+static void release_before(mapped *m, size_t keep)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), upto = keep / page * page;
+    if (m->data != NULL && upto > m->released + RELEASE_STEP) {
+        munmap((void *)(m->data + m->released), upto - m->released);
+        m->released = upto;
+    }
+}
+
+static int map_file(const char *path, mapped *m, int *e)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    m->data = NULL;
+    m->size = 0;
+    m->released = 0;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        *e = errno;
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        *e = EINVAL;
+        return -1;
+    }
+    if (st.st_size > 0) {
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            *e = errno;
+            close(fd);
+            return -1;
+        }
+        m->data = (const char *)p;
+        m->size = (size_t)st.st_size;
+    }
+    close(fd);
+    return 0;
+}
+
+static void unmap_file(mapped *m)
+{
+    if (m->data != NULL && m->size > m->released)
+        munmap((void *)(m->data + m->released), m->size - m->released);
+    m->data = NULL;
+}
+
+/* store.split(path, max_lines, max_bytes): the shards of the file at `path`, cut at line ends,
+ * each at most max_lines lines and max_bytes bytes: { {offset, length, lines}, ... } (a last
+ * line without its newline counts), or nil, msg, info; a line longer than max_bytes: nil, msg,
+ * { kind = "validation", line = N, bytes = B } */
+static int store_split(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lua_Number max_lines = luaL_checknumber(L, 2), max_bytes = luaL_checknumber(L, 3);
+    mapped m;
+    int e = 0, count = 0;
+    size_t at = 0, start = 0, size = 0;
+    double lines = 0, line_number = 0;
+    if (map_file(path, &m, &e) != 0)
+        return compat_read_failure(L, path, "io", e, NULL);
+    lua_newtable(L);
+    while (at < m.size) {
+        const char *nl = (const char *)memchr(m.data + at, '\n', m.size - at);
+        size_t n = nl ? (size_t)(nl - (m.data + at)) + 1 : m.size - at;
+        line_number++;
+        if ((double)n > max_bytes) {
+            unmap_file(&m);
+            lua_pushnil(L);
+            lua_pushfstring(L, "line %d is %d bytes, more than a shard may hold (%d)", (int)line_number, (int)n,
+                            (int)max_bytes);
+            lua_createtable(L, 0, 3);
+            lua_pushstring(L, "validation");
+            lua_setfield(L, -2, "kind");
+            lua_pushinteger(L, (lua_Integer)line_number);
+            lua_setfield(L, -2, "line");
+            lua_pushinteger(L, (lua_Integer)n);
+            lua_setfield(L, -2, "bytes");
+            return 3;
+        }
+        if (lines > 0 && (lines + 1 > max_lines || (double)(size + n) > max_bytes)) {
+            lua_createtable(L, 3, 0);
+            lua_pushinteger(L, (lua_Integer)start);
+            lua_rawseti(L, -2, 1);
+            lua_pushinteger(L, (lua_Integer)size);
+            lua_rawseti(L, -2, 2);
+            lua_pushinteger(L, (lua_Integer)lines);
+            lua_rawseti(L, -2, 3);
+            lua_rawseti(L, -2, ++count);
+            start += size;
+            size = 0;
+            lines = 0;
+        }
+        size += n;
+        lines++;
+        at += n;
+        release_before(&m, at);
+    }
+    if (lines > 0) {
+        lua_createtable(L, 3, 0);
+        lua_pushinteger(L, (lua_Integer)start);
+        lua_rawseti(L, -2, 1);
+        lua_pushinteger(L, (lua_Integer)size);
+        lua_rawseti(L, -2, 2);
+        lua_pushinteger(L, (lua_Integer)lines);
+        lua_rawseti(L, -2, 3);
+        lua_rawseti(L, -2, ++count);
+    }
+    unmap_file(&m);
+    return 1;
+}
+
+/* the merge ----------------------------------------------------------------------------- */
+
+/* ** scan_line's results, without Lua: the custom_id's span (raw, between its quotes; NULL
+ * when none), whether it has escapes, and the usage integers (-1 when absent) */
+typedef struct line_facts {
+    const char *id;
+    size_t id_length;
+    int id_escaped;
+    long long prompt, completion;
+} line_facts;
+
+static void line_scan(const char *s, size_t n, line_facts *f)
+{
+    size_t i = 0;
+    int depth = 0;
+    f->id = NULL;
+    f->id_length = 0;
+    f->id_escaped = 0;
+    f->prompt = f->completion = -1;
+    while (i < n) {
+        char c = s[i];
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == '"') {
+            size_t j = string_end(s, i, n), k = j + 1;
+            while (k < n && (s[k] == ' ' || s[k] == '\t'))
+                k++;
+            if (k < n && s[k] == ':') {
+                k++;
+                if (depth == 1 && f->id == NULL && KEY_IS(s, i, j, "custom_id")) {
+                    while (k < n && (s[k] == ' ' || s[k] == '\t'))
+                        k++;
+                    if (k < n && s[k] == '"') {
+                        size_t e = string_end(s, k, n);
+                        f->id = s + k + 1;
+                        f->id_length = e - k - 1;
+                        f->id_escaped = memchr(f->id, '\\', f->id_length) != NULL;
+                    }
+                } else if (f->prompt < 0 && KEY_IS(s, i, j, "prompt_tokens")) {
+                    f->prompt = integer_at(s, k, n);
+                } else if (f->completion < 0 && KEY_IS(s, i, j, "completion_tokens")) {
+                    f->completion = integer_at(s, k, n);
+                }
+            }
+            i = j;
+        }
+        i++;
+    }
+}
+
+/* write out[from, to) of the mapped file to `out`: 0, or -1 (errno set) */
+static int write_span(FILE *out, const char *from, const char *to)
+{
+    if (to > from && fwrite(from, 1, (size_t)(to - from), out) != (size_t)(to - from))
+        return -1;
+    return 0;
+}
+
+/* store.merge(stmt, path, out_path, shard, outcome): every line of `path` that is not blank
+ * appended to `out_path` when stmt (INSERT OR IGNORE ... VALUES (custom_id, shard, outcome,
+ * prompt_tokens, completion_tokens)) inserts a row for it (a line without custom_id is kept
+ * without a row). One pass over the mapped file; runs of kept lines are written whole.
+ * Returns kept, prompt_tokens and completion_tokens summed over the kept lines, or nil, msg, info */
+static int store_merge(lua_State *L)
+{
+    store_stmt *s = check_stmt(L);
+    const char *path = luaL_checkstring(L, 2), *out_path = luaL_checkstring(L, 3);
+    lua_Integer shard = luaL_checkinteger(L, 4);
+    size_t outcome_len;
+    const char *outcome = luaL_checklstring(L, 5, &outcome_len);
+    mapped m;
+    FILE *out;
+    int e = 0, failed = 0;
+    size_t at = 0;
+    const char *run = NULL; /* the start of the run of kept lines not yet written */
+    long long kept = 0, prompt = 0, completion = 0;
+    char why[256];
+    why[0] = '\0';
+    if (map_file(path, &m, &e) != 0)
+        return compat_read_failure(L, path, "io", e, NULL);
+    out = fopen(out_path, "ab");
+    if (out == NULL) {
+        e = errno;
+        unmap_file(&m);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot write %s: %s", out_path, strerror(e));
+        return 2;
+    }
+    while (at < m.size && !failed) {
+        const char *line = m.data + at, *nl = (const char *)memchr(line, '\n', m.size - at);
+        size_t n = nl ? (size_t)(nl - line) : m.size - at, content = n, i;
+        int keep = 1;
+        at += nl ? n + 1 : n;
+        while (content > 0 && line[content - 1] == '\r')
+            content--;
+        for (i = 0; i < content && (line[i] == ' ' || line[i] == '\t'); i++)
+            ;
+        if (i == content) {
+            keep = 0; /* a blank line: dropped */
+        } else {
+            line_facts f;
+            line_scan(line, content, &f);
+            if (f.id != NULL) {
+                int rc;
+                sqlite3_reset(s->stmt);
+                if (f.id_escaped) { /* decoded, as the ids of a request's input are */
+                    push_string(L, f.id, 0, f.id_length);
+                    rc = sqlite3_bind_text(s->stmt, 1, lua_tostring(L, -1), (int)lua_rawlen(L, -1), SQLITE_TRANSIENT);
+                    lua_pop(L, 1);
+                } else {
+                    rc = sqlite3_bind_text(s->stmt, 1, f.id, (int)f.id_length, SQLITE_STATIC);
+                }
+                if (rc == SQLITE_OK)
+                    rc = sqlite3_bind_int64(s->stmt, 2, (sqlite3_int64)shard);
+                if (rc == SQLITE_OK)
+                    rc = sqlite3_bind_text(s->stmt, 3, outcome, (int)outcome_len, SQLITE_STATIC);
+                if (rc == SQLITE_OK)
+                    rc = f.prompt >= 0 ? sqlite3_bind_int64(s->stmt, 4, f.prompt) : sqlite3_bind_null(s->stmt, 4);
+                if (rc == SQLITE_OK)
+                    rc = f.completion >= 0 ? sqlite3_bind_int64(s->stmt, 5, f.completion)
+                                           : sqlite3_bind_null(s->stmt, 5);
+                if (rc == SQLITE_OK)
+                    rc = sqlite3_step(s->stmt);
+                if (rc != SQLITE_DONE) {
+                    snprintf(why, sizeof why, "%s", sqlite3_errmsg(s->db));
+                    failed = 1;
+                    break;
+                }
+                keep = sqlite3_changes(s->db) > 0;
+            }
+            if (keep) {
+                kept++;
+                prompt += f.prompt > 0 ? f.prompt : 0;
+                completion += f.completion > 0 ? f.completion : 0;
+            }
+        }
+        if (run != NULL && (size_t)(line - run) >= RELEASE_STEP) { /* written, so its pages can go */
+            if (write_span(out, run, line) != 0)
+                failed = 1;
+            run = line;
+        }
+        release_before(&m, (size_t)((run != NULL ? run : line) - m.data));
+        /* the line's bytes, with a "\n" end whatever it had: kept lines extend the run, a
+         * dropped one (or a line end to rewrite) ends it */
+        if (keep && content == n && nl != NULL) {
+            if (run == NULL)
+                run = line;
+        } else {
+            if (run != NULL && write_span(out, run, line) != 0)
+                failed = 1;
+            run = NULL;
+            if (keep && !failed && (write_span(out, line, line + content) != 0 || fputc('\n', out) == EOF))
+                failed = 1;
+        }
+    }
+    if (!failed && run != NULL && write_span(out, run, m.data + at) != 0)
+        failed = 1;
+    sqlite3_reset(s->stmt);
+    sqlite3_clear_bindings(s->stmt); /* SQLITE_STATIC: nothing may point into the mapping */
+    e = errno;
+    if (fclose(out) != 0 && !failed) {
+        failed = 1;
+        e = errno;
+    }
+    unmap_file(&m);
+    if (failed) {
+        lua_pushnil(L);
+        if (why[0] != '\0')
+            lua_pushfstring(L, "the job store: %s", why);
+        else
+            lua_pushfstring(L, "cannot write %s: %s", out_path, strerror(e));
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)kept);
+    lua_pushinteger(L, (lua_Integer)prompt);
+    lua_pushinteger(L, (lua_Integer)completion);
+    return 3;
+}
+
 /* the module ----------------------------------------------------------------------------- */
 
 static const luaL_Reg db_methods[] = {
@@ -544,7 +869,8 @@ static const luaL_Reg lock_methods[] = { { "release", lock_release }, { NULL, NU
 static const luaL_Reg reader_methods[] = { { "next", reader_next }, { "close", reader_close }, { NULL, NULL } };
 static const luaL_Reg store_functions[] = {
     { "open", store_open }, { "lock", store_lock_file }, { "reader", store_reader_open },
-    { "scan", store_scan }, { NULL, NULL } };
+    { "scan", store_scan }, { "identity", store_identity }, { "split", store_split }, { "merge", store_merge },
+    { NULL, NULL } };
 
 int luaopen_moonbatch_store(lua_State *L);
 

@@ -475,8 +475,9 @@ The job is recorded in RESULTS.job.db (shards in RESULTS.shards/ while it runs; 
 older version's RESULTS.manifest.json is imported once). Running the same command again resumes
 it: after a crash, a kill or Ctrl-C at any point, nothing is uploaded or created twice and no
 result is lost or merged twice. While it runs, another `job run` of the same RESULTS is refused
-(exit 1, naming this one's pid). An input that changed since the job started is refused. Exits 0 when every batch completed (some requests may have failed:
-they are in the errors file), 1 otherwise.
+(exit 1, naming this one's pid). An input that changed since the job started is refused. Exits
+0 when every batch completed (some requests may have failed: they are in the errors file), 1
+otherwise.
 
 options:
   -o, --output RESULTS      where the merged results go (required)

@@ -62,7 +62,7 @@ local TOP_SHAPE = {
   summary = "?table", created_at = "?number",
 }
 local LIMITS_SHAPE = { lines = "integer", bytes = "?integer" }
-local INPUT_SHAPE = { path = "string", bytes = "integer", lines = "integer", checksum = "string" }
+local INPUT_SHAPE = { path = "string", bytes = "integer", lines = "integer", checksum = "?string", identity = "?string" }
 local SHARD_SHAPE = {
   index = "integer", name = "string", offset = "integer", length = "integer", lines = "integer",
   checksum = "string", status = "string", file_id = "?string", uploaded_at = "?number",
@@ -110,6 +110,9 @@ function manifest.check(m)
     or shape_problem(m.limits, LIMITS_SHAPE, "limits") or shape_problem(m.input, INPUT_SHAPE, "input")
   if why then return nil, why end
   if not STATES[m.state] then return nil, ("field 'state' is %q, not running or done"):format(m.state) end
+  if not m.input.checksum and not m.input.identity then
+    return nil, "field 'input.identity' is missing (a string expected)"
+  end
   if type(m.shards) ~= "table" or #m.shards == 0 then return nil, "field 'shards' is missing or empty" end
   local total = 0
   for i, s in ipairs(m.shards) do

@@ -13,7 +13,6 @@
 -- "creating" are intents: the step may have reached the server before a crash, so a later run
 -- looks for its result there (a file of the shard's name, a batch of the shard's file) first.
 -- @module moonbatch.job
-local core = require("moonbatch.core")
 local args = require("moonbatch.args")
 local common = require("moonbatch.job.common")
 local fs = require("moonbatch.fs")
@@ -22,6 +21,7 @@ local merge = require("moonbatch.job.merge")
 local objects = require("moonbatch.objects")
 local plan = require("moonbatch.job.plan")
 local progress = require("moonbatch.progress")
+local runner = require("moonbatch.job.runner")
 local scheduler = require("moonbatch.scheduler")
 local sqlite = require("moonbatch.store")
 local steps = require("moonbatch.job.steps")
@@ -120,7 +120,8 @@ end
 local function run(client, o, ctx)
   local store_path, manifest_path = paths_of(o)
   ctx.client, ctx.store_path, ctx.on_event, ctx.input = client, store_path, o.on_event, o.input
-  ctx.interval, ctx.gate = o.interval or 2, steps.new_gate(o.concurrency or 4)
+  -- the runner's workers are the bound on transfers at once: the gate lets each of them through
+  ctx.interval, ctx.concurrency, ctx.gate = o.interval or 2, o.concurrency or 4, function(f) return f() end
   ctx.max_interval = math.max(o.max_interval or 30, ctx.interval)
   -- first the lock: a second run of the job stops here, before it reads or touches anything
   ctx.unlock = store.lock(store_path, "moonbatch job run " .. o.input)
@@ -159,23 +160,13 @@ local function run(client, o, ctx)
         m.limits.lines, store_path))
   end
   ctx.work = m.work
-  if m.state ~= "running" then
-    m.state = "running"
-    ctx.store:save_job(m)
-  end
+  m.state = "running"
+  ctx.store:save_job(m) -- (and the input's identity, when a resume found the same bytes under another)
   if not fs.succeeded(os.execute("mkdir -p " .. fs.quote(ctx.work))) then
     fail(("cannot make the work directory %s"):format(ctx.work), { kind = "io" })
   end
 
-  local tasks = {}
-  for _, s in ipairs(m.shards) do
-    tasks[#tasks + 1] = function() return steps.shard_task(ctx, s) end
-  end
-  local results = scheduler.run(tasks, { concurrency = #tasks })
-  local failures = {}
-  for i, r in ipairs(results) do
-    if not r[1] then failures[#failures + 1] = { shard = i, msg = r[2], info = r[3] } end
-  end
+  local failures = runner.run(ctx)
   if #failures > 0 then
     local first = failures[1]
     local info = first.info or {}
@@ -350,7 +341,7 @@ local function retry_failed(client, o, ctx)
   if old.state ~= "done" then
     fail(("job %s is not finished (%s): run it to the end first"):format(old.job_id, store_path))
   end
-  if core.checksum(old.input.path) ~= old.input.checksum then
+  if not plan.unchanged(old, old.input.path) then
     fail(("%s changed since job %s ran: its requests cannot be found again"):format(old.input.path, old.job_id))
   end
   -- the requests that succeeded: the store's index of them (a job imported from a manifest gets

@@ -4,58 +4,35 @@
 -- of requests (not a table in memory), so memory stays the same whatever the job's size. The
 -- merged requests, their outcome and billed usage are committed with the job's summary.
 -- @module moonbatch.job.merge
-local sqlite = require("moonbatch.store")
 local common = require("moonbatch.job.common")
 local fs = require("moonbatch.fs")
 
 local fail, event = common.fail, common.event
 local merge = {}
 
--- append the lines of `path` to `out`, each custom_id once (the store's index); lines kept.
--- `usage` sums the billed tokens of the lines kept
-local function copy_unique(ctx, path, out, shard, outcome, usage)
-  local reader, err = sqlite.reader(path)
-  if not reader then fail(err, { kind = "io" }) end
-  local st = ctx.store
-  local kept = 0
-  while true do
-    local line, id, prompt, completion = reader:next()
-    if not line then break end
-    if not id or st:add_request(id, shard, outcome, prompt, completion) then
-      local ok, werr = out:write(line, "\n")
-      if not ok then
-        reader:close()
-        fail(("cannot write: %s"):format(tostring(werr)), { kind = "io" })
-      end
-      kept = kept + 1
-      usage.input_tokens = usage.input_tokens + (prompt or 0)
-      usage.output_tokens = usage.output_tokens + (completion or 0)
-    end
-  end
-  reader:close()
-  return kept
-end
-
--- write `name` of every shard through copy_unique into a temporary file beside `target`: its
--- path and the lines kept
+-- the `name` files of every shard merged into a temporary file beside `target`, each custom_id
+-- once: its path and the lines kept. `usage` sums the billed tokens of the lines kept
 local function merge_into(ctx, target, name, outcome, usage)
   local temp = target .. ".moonbatch-merge.part"
-  local out, err = io.open(temp, "wb")
+  local out, err = io.open(temp, "wb") -- made empty; each shard's lines are appended
   if not out then fail(("cannot write %s: %s"):format(target, tostring(err)), { kind = "io" }) end
-  local ok, kept, why = pcall(function()
+  out:close()
+  local ok, kept = pcall(function()
     local n = 0
     for _, s in ipairs(ctx.m.shards) do
-      if s[name] then n = n + copy_unique(ctx, ctx.work .. "/" .. s[name], out, s.index, outcome, usage) end
+      if s[name] then
+        local k, prompt, completion = ctx.store:merge_file(ctx.work .. "/" .. s[name], temp, s.index, outcome)
+        n = n + k
+        usage.input_tokens = usage.input_tokens + prompt
+        usage.output_tokens = usage.output_tokens + completion
+      end
     end
     return n
   end)
-  local closed, cerr = out:close()
-  if not ok or not closed then
+  if not ok then
     os.remove(temp)
-    if not ok then error(kept, 0) end
-    why = cerr
+    error(kept, 0)
   end
-  if why then fail(("cannot write %s: %s"):format(target, tostring(why)), { kind = "io" }) end
   return temp, kept
 end
 

@@ -6,12 +6,13 @@ local core = require("moonbatch.core")
 local common = require("moonbatch.job.common")
 local fs = require("moonbatch.fs")
 local manifest = require("moonbatch.manifest")
+local sqlite = require("moonbatch.store")
 local validate = require("moonbatch.validate")
 
 local fail, same = common.fail, common.same
 local plan = {}
 
-local BLOCK = 1024 * 1024     -- bytes read at a time when splitting and copying
+local BLOCK = 1024 * 1024     -- bytes read at a time when copying
 local DEFAULT_LINES = 50000   -- a shard's lines when the provider states no limit
 
 --- An absolute path (from $PWD) so that a later run from elsewhere finds the same file.
@@ -25,45 +26,23 @@ end
 -- splitting ------------------------------------------------------------------------------------
 
 -- the shards of `path`: { {offset, length, lines}, ... }, each at most max_lines lines and
--- max_bytes bytes, cut at line ends, in one streaming pass
+-- max_bytes bytes, cut at line ends, in one pass (moonbatch.store's C splitter)
 local function split(path, max_lines, max_bytes)
-  local f, err = io.open(path, "rb")
-  if not f then fail(("cannot read %s: %s"):format(path, tostring(err)), { kind = "io" }) end
+  local cuts, msg, info = sqlite.split(path, max_lines, max_bytes)
+  if not cuts then
+    if info and info.kind == "validation" then fail(path .. ": " .. msg) end
+    fail(msg, info)
+  end
   local shards = {}
-  local start, size, lines = 0, 0, 0 -- the shard being filled
-  local line_bytes, line_number = 0, 0 -- the line being read
-  local too_long
-  local function line_ends(n)
-    line_number = line_number + 1
-    if n > max_bytes then
-      too_long = too_long or ("line %d is %d bytes, more than a shard may hold (%d)")
-        :format(line_number, n, max_bytes)
-    end
-    if lines > 0 and (lines + 1 > max_lines or size + n > max_bytes) then
-      shards[#shards + 1] = { offset = start, length = size, lines = lines }
-      start, size, lines = start + size, 0, 0
-    end
-    size, lines = size + n, lines + 1
-  end
-  while true do
-    local block = f:read(BLOCK)
-    if not block then break end
-    local at = 1
-    while true do
-      local newline = block:find("\n", at, true)
-      if not newline then
-        line_bytes = line_bytes + #block - at + 1
-        break
-      end
-      line_ends(line_bytes + newline - at + 1)
-      line_bytes, at = 0, newline + 1
-    end
-  end
-  f:close()
-  if line_bytes > 0 then line_ends(line_bytes) end -- a last line without its newline
-  if lines > 0 then shards[#shards + 1] = { offset = start, length = size, lines = lines } end
-  if too_long then fail(path .. ": " .. too_long) end
+  for i, c in ipairs(cuts) do shards[i] = { offset = c[1], length = c[2], lines = c[3] } end
   return shards
+end
+
+--- The identity of the file at `path` (device, inode, size, mtime): a file rewritten has another.
+function plan.identity(path)
+  local id, msg, info = sqlite.identity(path)
+  if not id then fail(msg, info) end
+  return id
 end
 
 -- copy the shard's byte range of the input to its own file, and check it is what was planned
@@ -87,7 +66,8 @@ function plan.write_shard_file(ctx, s)
   input:close()
   local closed, cerr = out:close()
   if not closed then fail(("cannot write %s: %s"):format(path, tostring(cerr)), { kind = "io" }) end
-  if left > 0 or core.checksum(path) ~= s.checksum then
+  -- the input as planned (the same identity), or the copy's bytes as planned (a slower look)
+  if left > 0 or (plan.identity(ctx.input) ~= ctx.m.input.identity and core.checksum(path) ~= s.checksum) then
     os.remove(path)
     fail(("shard %d of %d: the bytes %d-%d of %s are not the ones the job planned: the input changed")
       :format(s.index, #ctx.m.shards, s.offset, s.offset + s.length, ctx.input))
@@ -104,12 +84,11 @@ end
 
 function plan.new(client, o, paths)
   local p = client.provider
+  local identity = plan.identity(o.input) -- before the first read: a change while we plan shows
   local report, msg, info = validate(o.input, { endpoint = o.endpoint,
     replace_model = o.replace and o.replace.model }, job_rules(p))
   if not report then common.raise(msg, info) end
   if report.lines == 0 then fail(o.input .. " has no requests") end
-  local checksum, cmsg, cinfo = core.checksum(o.input)
-  if not checksum then fail(cmsg, cinfo) end
   local limits = p.limits or {}
   local max_lines = o.max_lines or limits.lines or DEFAULT_LINES
   local max_bytes = o.max_bytes or limits.bytes or math.huge
@@ -121,13 +100,16 @@ function plan.new(client, o, paths)
     s.checksum = core.checksum(o.input, s.offset, s.length)
     s.status = "pending"
   end
+  if plan.identity(o.input) ~= identity then
+    fail(("%s changed while the job was planned"):format(o.input))
+  end
   return {
     format = manifest.FORMAT, job_id = id, state = "running", created_at = os.time(),
     provider = p.name, base_url = client.base_url,
     endpoint = o.endpoint or "/v1/chat/completions", completion_window = o.completion_window,
     metadata = o.metadata, replace = o.replace,
     limits = { lines = max_lines, bytes = max_bytes ~= math.huge and max_bytes or nil },
-    input = { path = plan.absolute(o.input), bytes = report.bytes, lines = report.lines, checksum = checksum },
+    input = { path = plan.absolute(o.input), bytes = report.bytes, lines = report.lines, identity = identity },
     results = plan.absolute(paths.results), errors = plan.absolute(paths.errors), work = plan.absolute(paths.work),
     shards = shards,
   }
@@ -141,15 +123,28 @@ function plan.check_client(client, m, path)
   end
 end
 
+--- Is `path` the input job `m` planned? The same file untouched (its identity), else the same
+-- bytes (each shard's checksum; a job of an older version: the whole file's).
+function plan.unchanged(m, path)
+  local id = sqlite.identity(path)
+  if not id then return false end
+  if m.input.identity and id == m.input.identity then return true end
+  if fs.size(path) ~= m.input.bytes then return false end
+  if m.input.checksum then return core.checksum(path) == m.input.checksum end
+  for _, s in ipairs(m.shards) do
+    if core.checksum(path, s.offset, s.length) ~= s.checksum then return false end
+  end
+  m.input.identity = id -- the same bytes: the file's new identity stands for them from now on
+  return true
+end
+
 -- a resumed job: the same input, the same options
 function plan.check_resume(client, m, o, path)
   plan.check_client(client, m, path)
-  local size = fs.size(o.input)
-  local checksum = size == m.input.bytes and core.checksum(o.input)
-  if checksum ~= m.input.checksum then
-    fail(("%s changed since job %s started (%s has %d bytes, sha256 %s): resume it with the " ..
-      "same input, or start another job with another results path")
-      :format(o.input, m.job_id, path, m.input.bytes, m.input.checksum))
+  if not plan.unchanged(m, o.input) then
+    fail(("%s changed since job %s started (%s has %d bytes in %d shards of the checksums it records): " ..
+      "resume it with the same input, or start another job with another results path")
+      :format(o.input, m.job_id, path, m.input.bytes, #m.shards))
   end
   local given = {
     endpoint = o.endpoint, completion_window = o.completion_window, metadata = o.metadata,

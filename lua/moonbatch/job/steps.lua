@@ -5,6 +5,7 @@
 -- @module moonbatch.job.steps
 local common = require("moonbatch.job.common")
 local fs = require("moonbatch.fs")
+local core = require("moonbatch.core")
 local objects = require("moonbatch.objects")
 local plan = require("moonbatch.job.plan")
 local progress = require("moonbatch.progress")
@@ -16,7 +17,6 @@ local steps = {}
 local LOOKUP_PAGE = 100       -- files or batches per page when looking for an earlier step's result
 local LOOKUP_PAGES = 20       -- pages looked through at most
 local RECHECK_AFTER = 1       -- seconds before looking a second time (a request may still be landing)
-local GATE_POLL = 0.05        -- seconds between two looks at a full transfer gate
 local RESULT_ID_TRIES = 5     -- polls for result file ids a completed batch does not name yet
 local POLL_FAILURES = 10      -- polls in a row that may fail (after the client's retries) while waiting
 
@@ -30,18 +30,6 @@ local function cancelled(ctx)
     event(ctx, "cancelling", nil, "the job was cancelled: no new batch will be created")
   end
   return ctx.m.cancelled == true
-end
-
--- at most `limit` calls of gate(f) run f at once (inside scheduler tasks); the others wait
-function steps.new_gate(limit)
-  local busy = 0
-  return function(f)
-    while busy >= limit do scheduler.sleep(GATE_POLL) end
-    busy = busy + 1
-    local a, b, c = f()
-    busy = busy - 1
-    return a, b, c
-  end
 end
 
 function steps.counts_of(b)
@@ -170,7 +158,9 @@ local function create_step(ctx, s)
         input_file_id = s.file_id, endpoint = m.endpoint, completion_window = m.completion_window,
         metadata = m.metadata, replace = m.replace,
         -- the same shard always sends the same key: a create repeated after a crash is the same request
-        idempotency_key = ("moonbatch-job-%s-%d-%s"):format(m.job_id, s.index, s.checksum),
+        -- (a shard created again after a quota failure sends its count of resubmits too)
+        idempotency_key = ("moonbatch-job-%s-%d-%s%s"):format(m.job_id, s.index, s.checksum,
+          (s.resubmits or 0) > 0 and "-" .. s.resubmits or ""),
       })
       if not b then return nil, msg, info end
       s.batch_id, s.batch_status = b.id, b.status
@@ -182,53 +172,62 @@ local function create_step(ctx, s)
   end)
 end
 
-local function wait_step(ctx, s)
-  if s.status ~= "running" then return true end
+-- the batch of `s` is looked at again in `seconds`
+local function later(s, seconds)
+  s.poll_at = core.now() + seconds
+end
+
+--- One look at the batch of running shard `s`: true when it ended (its status "ended", its
+-- result file ids recorded), false when it goes on (s.poll_at says when to look again), or
+-- nil, msg, info.
+function steps.poll(ctx, s)
   local client = ctx.client
-  local interval = ctx.interval
-  while true do
-    if cancelled(ctx) and not s.cancel_sent then
-      local b, _, info = client.batches.cancel(s.batch_id)
-      -- a 4xx says the batch cannot be cancelled (it ended): the next poll says how
-      if b or (info and info.status and info.status < 500) then
-        s.cancel_sent = true
-        ctx.store:save_shard(s)
-      end
-    end
-    local b, msg, info = client.batches.get(s.batch_id)
-    -- a wait may last hours: an outage the client's retries did not outlast is waited out too
-    local failures = 0
-    while not b and info.retryable and failures < POLL_FAILURES do
-      failures = failures + 1
-      scheduler.sleep(ctx.max_interval)
-      b, msg, info = client.batches.get(s.batch_id)
-    end
-    if not b then return nil, msg, info end
-    local tries = 0
-    -- a result file id may show up a moment after the batch says completed (SiliconFlow)
-    while b.status == "completed" and not b.output_file_id and not b.error_file_id and tries < RESULT_ID_TRIES do
-      tries = tries + 1
-      scheduler.sleep(interval)
-      b, msg, info = client.batches.get(s.batch_id)
-      if not b then return nil, msg, info end
-    end
-    local counts = steps.counts_of(b)
-    local changed = b.status ~= s.batch_status or not same(counts, s.counts)
-    s.batch_status, s.counts = b.status, counts
-    if objects.final[b.status] then
-      s.output_file_id, s.error_file_id = b.output_file_id, b.error_file_id
-      s.status = "ended"
+  if cancelled(ctx) and not s.cancel_sent then
+    local b, _, info = client.batches.cancel(s.batch_id)
+    -- a 4xx says the batch cannot be cancelled (it ended): the next poll says how
+    if b or (info and info.status and info.status < 500) then
+      s.cancel_sent = true
       ctx.store:save_shard(s)
-      event(ctx, "ended", s, ("batch %s %s%s"):format(b.id, b.status, counts_text(counts)), { batch = b })
-      return true
     end
-    if changed then
-      ctx.store:save_shard(s)
-      event(ctx, "progress", s, ("batch %s %s%s"):format(b.id, b.status, counts_text(counts)), { batch = b })
-    end
-    scheduler.sleep(interval)
-    interval = math.min(interval * 1.5, ctx.max_interval)
   end
+  s.poll_interval = s.poll_interval or ctx.interval
+  local b, msg, info = client.batches.get(s.batch_id)
+  if not b then
+    -- a wait may last hours: an outage the client's retries did not outlast is waited out too
+    s.poll_failures = (s.poll_failures or 0) + 1
+    if info.retryable and s.poll_failures <= POLL_FAILURES then
+      later(s, ctx.max_interval)
+      return false
+    end
+    return nil, msg, info
+  end
+  s.poll_failures = 0
+  -- a result file id may show up a moment after the batch says completed (SiliconFlow)
+  if b.status == "completed" and not b.output_file_id and not b.error_file_id then
+    s.id_tries = (s.id_tries or 0) + 1
+    if s.id_tries <= RESULT_ID_TRIES then
+      later(s, ctx.interval)
+      return false
+    end
+  end
+  local counts = steps.counts_of(b)
+  local changed = b.status ~= s.batch_status or not same(counts, s.counts)
+  s.batch_status, s.counts = b.status, counts
+  if objects.final[b.status] then
+    if ctx.quota and ctx.quota:retry(s, b) then return false end -- failed on a quota: created again later
+    s.output_file_id, s.error_file_id = b.output_file_id, b.error_file_id
+    s.status = "ended"
+    ctx.store:save_shard(s)
+    event(ctx, "ended", s, ("batch %s %s%s"):format(b.id, b.status, counts_text(counts)), { batch = b })
+    return true
+  end
+  if changed then
+    ctx.store:save_shard(s)
+    event(ctx, "progress", s, ("batch %s %s%s"):format(b.id, b.status, counts_text(counts)), { batch = b })
+  end
+  later(s, s.poll_interval)
+  s.poll_interval = math.min(s.poll_interval * 1.5, ctx.max_interval)
+  return false
 end
 
 local function download_step(ctx, s)
@@ -253,12 +252,8 @@ local function download_step(ctx, s)
   return true
 end
 
--- one shard, from wherever it stands to its results on disk: true, or nil, msg, info
-function steps.shard_task(ctx, s)
-  local ok, msg, info = upload_step(ctx, s)
-  if ok then ok, msg, info = create_step(ctx, s) end
-  if ok then ok, msg, info = wait_step(ctx, s) end
-  if ok then ok, msg, info = download_step(ctx, s) end
+-- record the outcome of a shard's step: true, or nil, msg, info (the message kept as its error)
+local function outcome(ctx, s, ok, msg, info)
   if ok then
     if s.error then
       s.error = nil
@@ -266,8 +261,30 @@ function steps.shard_task(ctx, s)
     end
     return true
   end
-  s.error = msg
+  s.error = tostring(msg)
   ctx.store:save_shard(s)
   return nil, msg, info
 end
+
+--- The transfers a shard needs now: upload and create its batch (up to "running"), or download
+-- its results (from "ended" to "done"). true, or nil, msg, info.
+function steps.transfer(ctx, s)
+  local ok, msg, info
+  if s.status == "ended" then
+    ok, msg, info = download_step(ctx, s)
+  else
+    ok, msg, info = upload_step(ctx, s)
+    if ok then ok, msg, info = create_step(ctx, s) end
+  end
+  return outcome(ctx, s, ok, msg, info)
+end
+
+--- One look at a running shard's batch, its failure recorded: as steps.poll.
+function steps.look(ctx, s)
+  local ended, msg, info = steps.poll(ctx, s)
+  if ended == nil then return outcome(ctx, s, nil, msg, info) end
+  if ended and s.error then outcome(ctx, s, true) end
+  return ended
+end
+
 return steps

@@ -6,6 +6,7 @@
 -- lock on `<store>.lock` lets one run of a job go on at a time.
 -- @module moonbatch.job.store
 local cjson = require("cjson").new()
+local core = require("moonbatch.core")
 local sqlite = require("moonbatch.store")
 local common = require("moonbatch.job.common")
 local fs = require("moonbatch.fs")
@@ -218,6 +219,18 @@ function Store:add_request(id, shard, outcome, prompt_tokens, completion_tokens)
   return self.db:changes() > 0
 end
 
+--- Append the lines of the file at `path` to the file at `out_path`, each custom_id once
+-- (through the table's index; the C merge of moonbatch.store, one pass, no line decoded), its
+-- rows recorded as of shard `shard` with `outcome`: the lines kept, and their usage summed
+-- (prompt and completion tokens).
+function Store:merge_file(path, out_path, shard, outcome)
+  local st = self.stmt_add_request or self:stmt("add_request",
+    "INSERT OR IGNORE INTO requests (custom_id, shard, outcome, prompt_tokens, completion_tokens) VALUES (?, ?, ?, ?, ?)")
+  local kept, prompt, completion = sqlite.merge(st, path, out_path, shard, outcome)
+  if not kept then fail(prompt, { kind = "io" }) end
+  return kept, prompt, completion
+end
+
 --- The outcome recorded for request `id`, or nil.
 function Store:outcome(id)
   local st = self.stmt_outcome or self:stmt("outcome", "SELECT outcome FROM requests WHERE custom_id = ?")
@@ -251,6 +264,14 @@ function store.lock(path, what)
   local lock, err, holder = sqlite.lock(lock_path, what or "")
   if not lock then
     if holder then
+      -- the holder writes its pid just after it took the lock: a moment later it is there
+      for _ = 1, 50 do
+        if holder:match("^%d+ ") then break end
+        core.sleep(0.01)
+        local f = io.open(lock_path, "rb")
+        holder = f and f:read(256) or ""
+        if f then f:close() end
+      end
       local pid, note = holder:match("^(%d+) ?(.*)$")
       fail(("the job of %s is running in another process (pid %s%s): wait for it to end, or stop it first")
         :format(path, pid or "unknown", note and note ~= "" and ", " .. note or ""),
