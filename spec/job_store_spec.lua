@@ -80,6 +80,40 @@ describe("the job store", function()
     assert.is_true(large < math.max(small * 2, small + 0.05), ("%.4f s against %.4f s"):format(large, small))
   end)
 
+  it("merges result files each custom_id once through the store's index, without decoding them", function()
+    local st = job_store.open(dir .. "/merge.db", true)
+    st:create(record(2))
+    local a, b, out = dir .. "/a.jsonl", dir .. "/b.jsonl", dir .. "/merged.jsonl"
+    -- escapes name the same id as plain text; a nested custom_id is not the line's; CRLF, blank
+    -- lines and a last line without its newline
+    write_file(a, table.concat({
+      '{"custom_id":"x/1","response":{"body":{"custom_id":"y","usage":{"prompt_tokens":3,"completion_tokens":2}}}}\r\n',
+      "\n   \n",
+      '{"custom_id":"x\\/1","response":{"body":{"usage":{"prompt_tokens":100,"completion_tokens":100}}}}\n',
+      '{"id":"no custom_id here"}\n',
+      '{"response":{"body":{"custom_id":"y"}},"custom_id":"y"}\n',
+      '{"custom_id":"\\u00e9\\ud83d\\ude00","response":{}}',
+    }))
+    write_file(b, '{"custom_id":"y","again":true}\n{"custom_id":"z" , "usage":{"prompt_tokens" : 7}}\n')
+    write_file(out, "")
+    st:transaction(function()
+      assert.same({ 4, 3, 2 }, { st:merge_file(a, out, 1, "succeeded") })
+      assert.same({ 1, 7, 0 }, { st:merge_file(b, out, 2, "failed") })
+    end)
+    assert.equal(table.concat({
+      '{"custom_id":"x/1","response":{"body":{"custom_id":"y","usage":{"prompt_tokens":3,"completion_tokens":2}}}}\n',
+      '{"id":"no custom_id here"}\n',
+      '{"response":{"body":{"custom_id":"y"}},"custom_id":"y"}\n',
+      '{"custom_id":"\\u00e9\\ud83d\\ude00","response":{}}\n',
+      '{"custom_id":"z" , "usage":{"prompt_tokens" : 7}}\n',
+    }), read_file(out))
+    assert.equal("succeeded", st:outcome("x/1"))
+    assert.equal("succeeded", st:outcome("\195\169\240\159\152\128")) -- é and the emoji, decoded
+    assert.equal("failed", st:outcome("z"))
+    assert.equal(4, st:request_count())
+    st:close()
+  end)
+
   it("refuses a file that is not a job store, naming it", function()
     local path = dir .. "/not-a-store.db"
     write_file(path, ("not sqlite at all\n"):rep(100))

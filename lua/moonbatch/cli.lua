@@ -258,6 +258,9 @@ local FLAGS = {
   concurrency = { value = "N", integer = true },
   ["shard-lines"] = { value = "N", integer = true },
   ["shard-bytes"] = { value = "N", integer = true },
+  ["max-active-batches"] = { value = "N", integer = true },
+  ["max-enqueued-requests"] = { value = "N", integer = true },
+  ["max-enqueued-tokens"] = { value = "N", integer = true },
 }
 local SHORT = {}
 for name, flag in pairs(FLAGS) do
@@ -462,7 +465,8 @@ commands["job run"] = {
   args = { "FILE" },
   summary = "run a job of any size as many batches, resumable",
   flags = { "output", "errors", "endpoint", "completion-window", "model", "metadata", "interval",
-            "concurrency", "shard-lines", "shard-bytes" },
+            "concurrency", "shard-lines", "shard-bytes", "max-active-batches", "max-enqueued-requests",
+            "max-enqueued-tokens" },
   required = { "output" }, required_value = "RESULTS",
   usage = "moonbatch job run FILE -o RESULTS [options]",
   help = [[
@@ -488,6 +492,11 @@ options:
   --concurrency N           uploads, creates and downloads at once (default: 4)
   --shard-lines N           at most N lines a shard (default: the provider's limit)
   --shard-bytes N           at most N bytes a shard (default: the provider's limit)
+  --max-active-batches N    at most N batches created and not ended at once
+  --max-enqueued-requests N at most N requests in those batches
+  --max-enqueued-tokens N   at most N input tokens in them (estimated: a quarter of the bytes);
+                            a batch that fails on the provider's quota anyway is created again
+                            once an earlier one ends (the reason shows in `job status`)
   --interval SECONDS        poll every SECONDS (default: 2, growing to 30)
 ]],
 }
@@ -1346,6 +1355,8 @@ commands["job run"].run = function(ctx)
   opts.concurrency, opts.max_lines, opts.max_bytes = ctx.opts.concurrency, ctx.opts["shard-lines"],
     ctx.opts["shard-bytes"]
   opts.interval, opts.on_event = ctx.opts.interval, job_events(ctx)
+  opts.max_active_batches, opts.max_enqueued_requests, opts.max_enqueued_tokens = ctx.opts["max-active-batches"],
+    ctx.opts["max-enqueued-requests"], ctx.opts["max-enqueued-tokens"]
   local summary, msg, info = unraised(job.run, client, opts)
   if not summary then file_failure(ctx, file, msg, info) end
   return job_summary(ctx, summary)
@@ -1377,6 +1388,10 @@ commands["job status"].run = function(ctx)
   end
   for _, r in ipairs(report.shards) do
     if r.error then ctx:out(("shard %d: last error: %s"):format(r.index, r.error)) end
+    if r.quota_reason then
+      ctx:out(("shard %d: %s on a quota (%s)"):format(r.index, r.status == "uploaded" and "held back" or
+        ("created again %d time%s"):format(r.resubmits or 1, (r.resubmits or 1) == 1 and "" or "s"), r.quota_reason))
+    end
   end
   local m = report.summary
   if m then

@@ -21,6 +21,7 @@ local merge = require("moonbatch.job.merge")
 local objects = require("moonbatch.objects")
 local plan = require("moonbatch.job.plan")
 local progress = require("moonbatch.progress")
+local quota = require("moonbatch.job.quota")
 local runner = require("moonbatch.job.runner")
 local scheduler = require("moonbatch.scheduler")
 local sqlite = require("moonbatch.store")
@@ -107,6 +108,7 @@ local run_spec = {
   endpoint = "string", completion_window = "string", metadata = "table", replace = "table",
   concurrency = "integer", max_lines = "integer", max_bytes = "integer", interval = "number",
   max_interval = "number", on_event = "function",
+  max_active_batches = "integer", max_enqueued_requests = "integer", max_enqueued_tokens = "integer",
 }
 
 local function summary_of(ctx)
@@ -123,6 +125,7 @@ local function run(client, o, ctx)
   -- the runner's workers are the bound on transfers at once: the gate lets each of them through
   ctx.interval, ctx.concurrency, ctx.gate = o.interval or 2, o.concurrency or 4, function(f) return f() end
   ctx.max_interval = math.max(o.max_interval or 30, ctx.interval)
+  ctx.quota = quota.new(ctx, o)
   -- first the lock: a second run of the job stops here, before it reads or touches anything
   ctx.unlock = store.lock(store_path, "moonbatch job run " .. o.input)
   local st, m = open_job(store_path, manifest_path, true)
@@ -186,7 +189,10 @@ end
 -- `<results>.manifest.json`), `endpoint`, `completion_window`, `metadata`, `replace` (as
 -- batches.create), `concurrency` (uploads, creates and downloads at once, default 4),
 -- `max_lines` and `max_bytes` (a shard's limits, default the provider's), `interval` and
--- `max_interval` (polls), `on_event` (function(e): e.type, e.text, e.shard ...).
+-- `max_interval` (polls), `on_event` (function(e): e.type, e.text, e.shard ...), and the quota:
+-- `max_active_batches`, `max_enqueued_requests`, `max_enqueued_tokens` (shards are held back
+-- while the batches created and not ended would exceed them; a batch failed for a quota reason
+-- is created again later, its reason in job.status's quota_reason).
 -- Returns the summary { requests, succeeded, failed, missing, complete, results, errors,
 -- shards, batches, usage, job_id, store }, or nil, msg, info. Running it again with the same
 -- results path resumes the job its store records (the input must be the same). While a run
@@ -395,7 +401,8 @@ local function retry_failed(client, o, ctx)
     endpoint = old.endpoint, completion_window = old.completion_window, metadata = old.metadata,
     replace = old.replace, max_lines = old.limits.lines, max_bytes = old.limits.bytes,
     concurrency = o.concurrency, interval = o.interval, max_interval = o.max_interval,
-    on_event = o.on_event,
+    on_event = o.on_event, max_active_batches = o.max_active_batches,
+    max_enqueued_requests = o.max_enqueued_requests, max_enqueued_tokens = o.max_enqueued_tokens,
   }, ctx)
 end
 
@@ -403,6 +410,7 @@ local retry_spec = {
   from = "string", from_manifest = "string", from_store = "string", results = "string", errors = "string",
   manifest = "string", store = "string", input = "string", concurrency = "integer", interval = "number",
   max_interval = "number", on_event = "function",
+  max_active_batches = "integer", max_enqueued_requests = "integer", max_enqueued_tokens = "integer",
 }
 
 --- Run again the requests of a finished job that failed or got no result:

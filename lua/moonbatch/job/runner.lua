@@ -40,7 +40,10 @@ function runner.run(ctx)
       if s.status == "ended" then return table.remove(work, i) end
     end
     for i, s in ipairs(work) do
-      if s.file_id and s.batch_id or not ctx.quota or ctx.quota:allows(s) then return table.remove(work, i) end
+      if s.batch_id or s.status == "creating" or ctx.quota:allows(s) then
+        s.reserved = true -- counted as active by the quota until its transfer is over
+        return table.remove(work, i)
+      end
     end
   end
 
@@ -49,6 +52,7 @@ function runner.run(ctx)
       local s = take()
       if s then
         local ok, msg, info = steps.transfer(ctx, s)
+        s.reserved = nil
         if not ok then
           failed(s, msg, info)
         elseif finished[s.status] then

@@ -214,7 +214,8 @@ function steps.poll(ctx, s)
   local changed = b.status ~= s.batch_status or not same(counts, s.counts)
   s.batch_status, s.counts = b.status, counts
   if objects.final[b.status] then
-    if ctx.quota and ctx.quota:retry(s, b) then return false end -- failed on a quota: created again later
+    if ctx.quota:retry(s, b) then return false end -- failed on a quota: created again later
+    ctx.quota:batch_ended()
     s.output_file_id, s.error_file_id = b.output_file_id, b.error_file_id
     s.status = "ended"
     ctx.store:save_shard(s)

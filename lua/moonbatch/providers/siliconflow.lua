@@ -15,6 +15,8 @@ local P = provider.define({
   -- try again for this many seconds
   content_404_grace = 60,
   limits = { lines = 5000, bytes = 1000 * 1000 * 1000 },
+  -- SiliconFlow documents no quota error of a batch (its limits are per file): none is retried
+  quota_errors = {},
 })
 
 local OK = 20000
