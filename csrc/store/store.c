@@ -857,6 +857,124 @@ static int store_merge(lua_State *L)
     return 3;
 }
 
+/* the estimate -------------------------------------------------------------------------- */
+
+/* what a line says about its tokens: the text of its string values (not keys, nor the values of
+ * custom_id, method, url, model and role) as ASCII bytes and other characters, its messages
+ * (role keys), and its max_tokens (or max_completion_tokens; -1 when none) */
+typedef struct line_text {
+    long long ascii, other, messages, max_tokens;
+} line_text;
+
+static int quiet_key(const char *s, size_t i, size_t j)
+{
+    return KEY_IS(s, i, j, "custom_id") || KEY_IS(s, i, j, "method") || KEY_IS(s, i, j, "url") ||
+           KEY_IS(s, i, j, "model") || KEY_IS(s, i, j, "role");
+}
+
+static void count_text(const char *s, size_t from, size_t to, line_text *t)
+{
+    size_t i;
+    for (i = from; i < to; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\\' && i + 1 < to) { /* an escape: \uXXXX is one character, others one byte */
+            if (s[i + 1] == 'u') {
+                t->other++;
+                i += 5;
+            } else {
+                t->ascii++;
+                i++;
+            }
+        } else if (c < 0x80) {
+            t->ascii++;
+        } else if (c >= 0xC0) { /* a UTF-8 lead byte: one character */
+            t->other++;
+        }
+    }
+}
+
+static void text_scan(const char *s, size_t n, line_text *t)
+{
+    size_t i = 0;
+    int quiet = 0; /* the string value that follows belongs to a quiet key */
+    t->ascii = t->other = t->messages = 0;
+    t->max_tokens = -1;
+    while (i < n) {
+        char c = s[i];
+        if (c == '"') {
+            size_t j = string_end(s, i, n), k = j + 1;
+            while (k < n && (s[k] == ' ' || s[k] == '\t'))
+                k++;
+            if (k < n && s[k] == ':') { /* a key */
+                quiet = quiet_key(s, i, j);
+                if (KEY_IS(s, i, j, "role"))
+                    t->messages++;
+                if (t->max_tokens < 0 && (KEY_IS(s, i, j, "max_tokens") || KEY_IS(s, i, j, "max_completion_tokens")))
+                    t->max_tokens = integer_at(s, k + 1, n);
+            } else {
+                if (!quiet)
+                    count_text(s, i + 1, j, t);
+                quiet = 0;
+            }
+            i = j;
+        } else if (c == ',' || c == '{' || c == '[') {
+            quiet = 0;
+        }
+        i++;
+    }
+}
+
+/* store.estimate(path): one pass over the file at `path`: { lines, bytes, ascii, other,
+ * messages, max_tokens (summed over the lines that have one), unbounded (lines without) }
+ * (the text counted as text_scan says), or nil, msg, info */
+static int store_estimate(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    mapped m;
+    int e = 0;
+    size_t at = 0;
+    long long lines = 0, ascii = 0, other = 0, messages = 0, max_tokens = 0, unbounded = 0;
+    if (map_file(path, &m, &e) != 0)
+        return compat_read_failure(L, path, "io", e, NULL);
+    while (at < m.size) {
+        const char *line = m.data + at, *nl = (const char *)memchr(line, '\n', m.size - at);
+        size_t n = nl ? (size_t)(nl - line) : m.size - at, i;
+        line_text t;
+        at += nl ? n + 1 : n;
+        for (i = 0; i < n && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'); i++)
+            ;
+        if (i < n) {
+            text_scan(line, n, &t);
+            lines++;
+            ascii += t.ascii;
+            other += t.other;
+            messages += t.messages;
+            if (t.max_tokens >= 0)
+                max_tokens += t.max_tokens;
+            else
+                unbounded++;
+        }
+        release_before(&m, at);
+    }
+    unmap_file(&m);
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, (lua_Integer)lines);
+    lua_setfield(L, -2, "lines");
+    lua_pushinteger(L, (lua_Integer)m.size);
+    lua_setfield(L, -2, "bytes");
+    lua_pushinteger(L, (lua_Integer)ascii);
+    lua_setfield(L, -2, "ascii");
+    lua_pushinteger(L, (lua_Integer)other);
+    lua_setfield(L, -2, "other");
+    lua_pushinteger(L, (lua_Integer)messages);
+    lua_setfield(L, -2, "messages");
+    lua_pushinteger(L, (lua_Integer)max_tokens);
+    lua_setfield(L, -2, "max_tokens");
+    lua_pushinteger(L, (lua_Integer)unbounded);
+    lua_setfield(L, -2, "unbounded");
+    return 1;
+}
+
 /* the module ----------------------------------------------------------------------------- */
 
 static const luaL_Reg db_methods[] = {
@@ -870,7 +988,7 @@ static const luaL_Reg reader_methods[] = { { "next", reader_next }, { "close", r
 static const luaL_Reg store_functions[] = {
     { "open", store_open }, { "lock", store_lock_file }, { "reader", store_reader_open },
     { "scan", store_scan }, { "identity", store_identity }, { "split", store_split }, { "merge", store_merge },
-    { NULL, NULL } };
+    { "estimate", store_estimate }, { NULL, NULL } };
 
 int luaopen_moonbatch_store(lua_State *L);
 

@@ -261,6 +261,8 @@ local FLAGS = {
   ["max-active-batches"] = { value = "N", integer = true },
   ["max-enqueued-requests"] = { value = "N", integer = true },
   ["max-enqueued-tokens"] = { value = "N", integer = true },
+  ["input-price"] = { value = "PRICE", number = true },
+  ["output-price"] = { value = "PRICE", number = true },
 }
 local SHORT = {}
 for name, flag in pairs(FLAGS) do
@@ -291,8 +293,10 @@ local BATCH_OPTIONS_HELP = [[
 ]]
 
 local commands = {}
-local order = { "run", "job", "validate", "upload", "files", "batches", "create", "status", "wait",
+local order = { "run", "job", "validate", "estimate", "upload", "files", "batches", "create", "status", "wait",
                 "cancel", "download", "delete" }
+
+commands.estimate = require("moonbatch.cli.estimate")
 
 commands.validate = {
   args = { "FILE" },

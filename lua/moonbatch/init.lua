@@ -26,6 +26,12 @@ end
 -- job.cancel, job.retry_failed (see moonbatch.job).
 moonbatch.job = require("moonbatch.job")
 
+--- What a batch input will take (requests, tokens, shards, cost) before anything is sent: see
+-- moonbatch.estimate.
+function moonbatch.estimate(path, opts)
+  return require("moonbatch.estimate")(path, opts)
+end
+
 --- Check a batch input file before upload: see moonbatch.validate.
 function moonbatch.validate(path, opts)
   return require("moonbatch.validate")(path, opts)

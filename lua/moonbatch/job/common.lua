@@ -41,6 +41,17 @@ function common.event(ctx, kind, s, text, extra)
   ctx.on_event(e)
 end
 
+--- moonbatch.store (SQLite), loaded on first use: require("moonbatch") and moonbatch.job load
+-- nothing of it until a job runs, so the library works where SQLite is missing (jobs do not).
+function common.sqlite()
+  local ok, store = pcall(require, "moonbatch.store")
+  if not ok then
+    common.fail("jobs need moonbatch.store (the job store on SQLite), which cannot be loaded: " .. tostring(store),
+      { kind = "io" })
+  end
+  return store
+end
+
 --- Do two values (tables compared deeply) hold the same?
 function common.same(a, b)
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end

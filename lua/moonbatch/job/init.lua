@@ -24,7 +24,6 @@ local progress = require("moonbatch.progress")
 local quota = require("moonbatch.job.quota")
 local runner = require("moonbatch.job.runner")
 local scheduler = require("moonbatch.scheduler")
-local sqlite = require("moonbatch.store")
 local steps = require("moonbatch.job.steps")
 local store = require("moonbatch.job.store")
 
@@ -354,7 +353,7 @@ local function retry_failed(client, o, ctx)
   -- it from its results file first)
   if st:request_count() == 0 and fs.exists(old.results) then
     st:transaction(function()
-      local reader = assert(sqlite.reader(old.results))
+      local reader = assert(common.sqlite().reader(old.results))
       while true do
         local line, id = reader:next()
         if not line then break end
@@ -365,7 +364,7 @@ local function retry_failed(client, o, ctx)
   end
   local input = o.input or job.tagged(o.results, "input")
   local temp = input .. ".moonbatch-retry.part"
-  local src, serr = sqlite.reader(old.input.path)
+  local src, serr = common.sqlite().reader(old.input.path)
   if not src then fail(serr, { kind = "io" }) end
   local out, err = io.open(temp, "wb")
   if not out then

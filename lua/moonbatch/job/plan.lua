@@ -6,7 +6,6 @@ local core = require("moonbatch.core")
 local common = require("moonbatch.job.common")
 local fs = require("moonbatch.fs")
 local manifest = require("moonbatch.manifest")
-local sqlite = require("moonbatch.store")
 local validate = require("moonbatch.validate")
 
 local fail, same = common.fail, common.same
@@ -28,7 +27,7 @@ end
 -- the shards of `path`: { {offset, length, lines}, ... }, each at most max_lines lines and
 -- max_bytes bytes, cut at line ends, in one pass (moonbatch.store's C splitter)
 local function split(path, max_lines, max_bytes)
-  local cuts, msg, info = sqlite.split(path, max_lines, max_bytes)
+  local cuts, msg, info = common.sqlite().split(path, max_lines, max_bytes)
   if not cuts then
     if info and info.kind == "validation" then fail(path .. ": " .. msg) end
     fail(msg, info)
@@ -40,7 +39,7 @@ end
 
 --- The identity of the file at `path` (device, inode, size, mtime): a file rewritten has another.
 function plan.identity(path)
-  local id, msg, info = sqlite.identity(path)
+  local id, msg, info = common.sqlite().identity(path)
   if not id then fail(msg, info) end
   return id
 end
@@ -126,7 +125,7 @@ end
 --- Is `path` the input job `m` planned? The same file untouched (its identity), else the same
 -- bytes (each shard's checksum; a job of an older version: the whole file's).
 function plan.unchanged(m, path)
-  local id = sqlite.identity(path)
+  local id = common.sqlite().identity(path)
   if not id then return false end
   if m.input.identity and id == m.input.identity then return true end
   if fs.size(path) ~= m.input.bytes then return false end

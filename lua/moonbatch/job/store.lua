@@ -7,7 +7,6 @@
 -- @module moonbatch.job.store
 local cjson = require("cjson").new()
 local core = require("moonbatch.core")
-local sqlite = require("moonbatch.store")
 local common = require("moonbatch.job.common")
 local fs = require("moonbatch.fs")
 local manifest = require("moonbatch.manifest")
@@ -56,7 +55,7 @@ end
 --- Open the store at `path` (`create`: make it when missing; else it must exist): a Store.
 function store.open(path, create)
   if not create and not fs.exists(path) then fail(("no job store at %s"):format(path), { kind = "io" }) end
-  local db, err = sqlite.open(path)
+  local db, err = common.sqlite().open(path)
   if not db then fail(("cannot open the job store %s"):format(err), { kind = "io" }) end
   local self = setmetatable({ db = db, path = path }, Store)
   -- WAL: readers (job status) never wait for the run; FULL: a committed event survives a power loss
@@ -226,7 +225,7 @@ end
 function Store:merge_file(path, out_path, shard, outcome)
   local st = self.stmt_add_request or self:stmt("add_request",
     "INSERT OR IGNORE INTO requests (custom_id, shard, outcome, prompt_tokens, completion_tokens) VALUES (?, ?, ?, ?, ?)")
-  local kept, prompt, completion = sqlite.merge(st, path, out_path, shard, outcome)
+  local kept, prompt, completion = common.sqlite().merge(st, path, out_path, shard, outcome)
   if not kept then fail(prompt, { kind = "io" }) end
   return kept, prompt, completion
 end
@@ -261,7 +260,7 @@ function store.lock(path, what)
   if held[lock_path] then
     fail(("the job of %s is running in this process already"):format(path), { kind = "busy" })
   end
-  local lock, err, holder = sqlite.lock(lock_path, what or "")
+  local lock, err, holder = common.sqlite().lock(lock_path, what or "")
   if not lock then
     if holder then
       -- the holder writes its pid just after it took the lock: a moment later it is there
