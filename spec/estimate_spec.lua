@@ -97,6 +97,7 @@ describe("moonbatch.estimate", function()
     local r = cjson.decode(out)
     assert.equal(9, r.input_tokens)
     assert.equal("openai", r.provider)
+    local _
     code, _, err = cli.run(dir, { "estimate", dir .. "/missing.jsonl" }, {}, LUA)
     assert.equal(1, code)
     assert.matches("cannot read", err, 1, true)
