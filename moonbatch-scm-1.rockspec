@@ -44,6 +44,7 @@ build = {
     ["moonbatch.args"] = "lua/moonbatch/args.lua",
     ["moonbatch.cli"] = "lua/moonbatch/cli.lua",
     ["moonbatch.cli.estimate"] = "lua/moonbatch/cli/estimate.lua",
+    ["moonbatch.cli.job"] = "lua/moonbatch/cli/job.lua",
     ["moonbatch.client"] = "lua/moonbatch/client.lua",
     ["moonbatch.errors"] = "lua/moonbatch/errors.lua",
     ["moonbatch.estimate"] = "lua/moonbatch/estimate.lua",
