@@ -25,6 +25,8 @@ ifeq ($(origin CURL_LIBS),undefined)
 CURL_LIBS := $(or $(shell curl-config --libs 2>/dev/null || pkg-config --libs libcurl 2>/dev/null),-lcurl)
 endif
 THREAD_LIBS ?= -pthread
+SQLITE_INCDIR ?=
+SQLITE_LIBS ?= -lsqlite3
 
 BUILD = build/$(LUA_VERSION)
 MODULE = $(BUILD)/moonbatch/core.so
@@ -32,13 +34,20 @@ SOURCES = $(wildcard csrc/*.c)
 HEADERS = $(wildcard csrc/*.h)
 OBJECTS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SOURCES))
 INCLUDES = -I$(LUA_INCDIR) $(if $(CURL_INCDIR),-I$(CURL_INCDIR)) $(CURL_CFLAGS)
+# moonbatch.store (the job store on SQLite, csrc/store/): its own shared object, so that
+# moonbatch.core needs no SQLite
+STORE_MODULE = $(BUILD)/moonbatch/store.so
+STORE_SOURCES = $(wildcard csrc/store/*.c)
+STORE_OBJECTS = $(patsubst csrc/store/%.c,$(BUILD)/obj/store/%.o,$(STORE_SOURCES))
 
 ROCK_TREE ?= .luarocks-tree
 
-.PHONY: all build deps test demo clean lint rock
+.PHONY: all build core deps test demo clean lint rock
 
 all: build
-build: $(MODULE)
+build: $(MODULE) $(STORE_MODULE)
+# moonbatch.core alone (make nvim: Neovim needs no job store)
+core: $(MODULE)
 
 $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -47,6 +56,14 @@ $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
 $(MODULE): $(OBJECTS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(OBJECTS) $(CURL_LIBS) $(THREAD_LIBS)
+
+$(BUILD)/obj/store/%.o: csrc/store/%.c csrc/compat.h
+	@mkdir -p $(dir $@)
+	$(CC) $(WARNINGS) $(CPPFLAGS) $(CFLAGS) -fPIC -I$(LUA_INCDIR) $(if $(SQLITE_INCDIR),-I$(SQLITE_INCDIR)) -c $< -o $@
+
+$(STORE_MODULE): $(STORE_OBJECTS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(STORE_OBJECTS) $(SQLITE_LIBS)
 
 deps:
 	@scripts/install-deps
@@ -145,7 +162,7 @@ nvim:
 	@if [ "$$(cat $(NVIM_BUILD)/incdir 2>/dev/null)" != "$(NVIM_LUA_INCDIR)" ]; then \
 		rm -rf $(NVIM_BUILD) && mkdir -p $(NVIM_BUILD) && echo "$(NVIM_LUA_INCDIR)" > $(NVIM_BUILD)/incdir; fi
 	@$(MAKE) --no-print-directory LUA_VERSION=5.1 BUILD=$(NVIM_BUILD) LUA_INCDIR=$(NVIM_LUA_INCDIR) \
-		LIBFLAG="$(NVIM_LIBFLAG)" build
+		LIBFLAG="$(NVIM_LIBFLAG)" core
 	@# a new file renamed over the old one: a running nvim keeps the copy it has mapped intact
 	@cp $(NVIM_BUILD)/moonbatch/core.so lua/moonbatch/core.so.new
 	@mv -f lua/moonbatch/core.so.new lua/moonbatch/core.so

@@ -29,6 +29,7 @@ dependencies = {
 -- points the build at another libcurl.
 external_dependencies = {
   CURL = { library = "curl" },
+  SQLITE = { library = "sqlite3" },
 }
 build = {
   type = "builtin",
@@ -42,6 +43,14 @@ build = {
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },
+    -- the job store (moonbatch.job only): its own module, so that moonbatch.core needs no SQLite
+    ["moonbatch.store"] = {
+      sources = { "csrc/store/store.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "sqlite3" },
+      incdirs = { "$(SQLITE_INCDIR)" },
+      libdirs = { "$(SQLITE_LIBDIR)" },
+    },
     ["moonbatch"] = "lua/moonbatch/init.lua",
     ["moonbatch.args"] = "lua/moonbatch/args.lua",
     ["moonbatch.cli"] = "lua/moonbatch/cli.lua",
@@ -50,11 +59,21 @@ build = {
     ["moonbatch.cli.man"] = "lua/moonbatch/cli/man.lua",
     ["moonbatch.cli.stdout"] = "lua/moonbatch/cli/stdout.lua",
     ["moonbatch.cli.url"] = "lua/moonbatch/cli/url.lua",
+    ["moonbatch.cli.estimate"] = "lua/moonbatch/cli/estimate.lua",
+    ["moonbatch.cli.job"] = "lua/moonbatch/cli/job.lua",
     ["moonbatch.client"] = "lua/moonbatch/client.lua",
     ["moonbatch.errors"] = "lua/moonbatch/errors.lua",
+    ["moonbatch.estimate"] = "lua/moonbatch/estimate.lua",
     ["moonbatch.fs"] = "lua/moonbatch/fs.lua",
-    ["moonbatch.job"] = "lua/moonbatch/job.lua",
     ["moonbatch.health"] = "lua/moonbatch/health.lua",
+    ["moonbatch.job"] = "lua/moonbatch/job/init.lua",
+    ["moonbatch.job.common"] = "lua/moonbatch/job/common.lua",
+    ["moonbatch.job.merge"] = "lua/moonbatch/job/merge.lua",
+    ["moonbatch.job.plan"] = "lua/moonbatch/job/plan.lua",
+    ["moonbatch.job.quota"] = "lua/moonbatch/job/quota.lua",
+    ["moonbatch.job.runner"] = "lua/moonbatch/job/runner.lua",
+    ["moonbatch.job.steps"] = "lua/moonbatch/job/steps.lua",
+    ["moonbatch.job.store"] = "lua/moonbatch/job/store.lua",
     ["moonbatch.manifest"] = "lua/moonbatch/manifest.lua",
     ["moonbatch.ngx"] = "lua/moonbatch/ngx.lua",
     ["moonbatch.nvim"] = "lua/moonbatch/nvim.lua",

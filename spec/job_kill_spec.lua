@@ -2,11 +2,11 @@
 -- `moonbatch job run`, killed with SIGKILL again and again (at seeded random moments, some of
 -- them just after it reaches a given step: planning, uploading, creating, waiting, downloading)
 -- and resumed each time, ends with exactly 23,000 result lines, each custom_id once; and the
--- stand-in's log shows no upload of a shard and no batch created from a file once the manifest
--- had recorded their ids.
+-- stand-in's log shows no upload of a shard and no batch created from a file once the job's
+-- store had recorded their ids.
 local cjson = require("cjson")
 local core = require("moonbatch.core")
-local manifest = require("moonbatch.manifest")
+local job_store = require("moonbatch.job.store")
 local shell = require("spec.support.shell")
 local standin = require("spec.standin_helper")
 local quote = shell.quote
@@ -55,7 +55,16 @@ describe("a large job killed again and again", function()
     os.execute("chmod 600 " .. quote(env_file))
     local command = ("%s bin/moonbatch job run %s -o %s --interval 0.1 --concurrency 2"):format(LUA, quote(input), quote(results))
     local output = dir .. "/output.txt"
-    local manifest_path = results .. ".manifest.json"
+    local store_path = results .. ".job.db"
+
+    -- the job the store records now, or nil before it exists
+    local function read_store()
+      local ok, st = pcall(job_store.open, store_path)
+      if not ok then return nil end
+      local loaded, m = pcall(st.load, st)
+      st:close()
+      return loaded and m or nil
+    end
 
     local function start()
       return tonumber(trim(capture(("{ . %s; exec %s; } </dev/null >>%s 2>&1 & echo $!")
@@ -66,9 +75,9 @@ describe("a large job killed again and again", function()
       return not standin.alive(pid)
     end
 
-    -- the earliest status of any shard, or 0 before the manifest exists
+    -- the earliest status of any shard, or 0 before the store exists
     local function least()
-      local m = manifest.read(manifest_path)
+      local m = read_store()
       if not m then return 0, m end
       local low = math.huge
       for _, sh in ipairs(m.shards) do low = math.min(low, ORDER[sh.status]) end
@@ -79,7 +88,7 @@ describe("a large job killed again and again", function()
     local function wait_for(step, pid)
       local ends = core.now() + 20
       while core.now() < ends and not gone(pid) do
-        local m = manifest.read(manifest_path)
+        local m = read_store()
         if m then
           for _, sh in ipairs(m.shards) do
             if ORDER[sh.status] >= ORDER[step] then return end
@@ -89,7 +98,7 @@ describe("a large job killed again and again", function()
       end
     end
 
-    local recorded_files, recorded_batches = {}, {} -- as the manifest said when the last run died
+    local recorded_files, recorded_batches = {}, {} -- as the store said when the last run died
     local checked, violations, hits = 0, {}, {}
     -- the log since the last look: nothing uploaded or created that was already recorded
     local function check_log()
@@ -168,7 +177,7 @@ describe("a large job killed again and again", function()
     assert.equal(REQUESTS, lines)
     for i = 1, REQUESTS do assert.is_true(seen["request-" .. i]) end
     assert.equal("", read_file(dir .. "/results.errors.jsonl"))
-    local m = assert(manifest.read(manifest_path))
+    local m = assert(read_store())
     assert.equal(5, #m.shards)
     assert.same({ 5000, 5000, 5000, 5000, 3000 }, { m.shards[1].lines, m.shards[2].lines, m.shards[3].lines,
                                                     m.shards[4].lines, m.shards[5].lines })

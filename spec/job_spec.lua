@@ -1,5 +1,5 @@
 -- spec/job_spec.lua: jobs larger than one batch (moonbatch.job) against the stand-in: sharding
--- within each provider's limits, the merge, the manifest and what a run after a failure finds
+-- within each provider's limits, the merge, the store and what a run after a failure finds
 -- there (no second upload or batch, even when the failure fell between the server's work and
 -- its reply), a changed input refused, cancel, retry-failed, status; the command line's `job`
 -- commands; and core.checksum (SHA-256) on files and byte ranges. The SIGKILL test is in
@@ -8,6 +8,7 @@ local cjson = require("cjson")
 local core = require("moonbatch.core")
 local moonbatch = require("moonbatch")
 local manifest = require("moonbatch.manifest")
+local job_store = require("moonbatch.job.store")
 local subprocess = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
 local standin = require("spec.standin_helper")
@@ -46,6 +47,14 @@ local function ids_of(path)
     n = n + 1
   end
   return ids, n
+end
+
+-- the job its store at `path` records (as moonbatch.manifest describes a job)
+local function load_store(path)
+  local st = job_store.open(path)
+  local m = st:load()
+  st:close()
+  return m
 end
 
 local function count_keys(t)
@@ -134,8 +143,12 @@ describe("moonbatch.manifest", function()
     local dir = tmpdir()
     local path = dir .. "/m.json"
     assert.is_false(manifest.read(path))
-    local m = { format = manifest.FORMAT, job_id = "abc", input = { path = "/a/b.jsonl", bytes = 12 },
-                shards = { { index = 1, name = "x.jsonl", offset = 0, length = 12, status = "pending" } } }
+    local m = { format = manifest.FORMAT, job_id = "abc", state = "running", provider = "openai",
+                base_url = "http://127.0.0.1:1/v1", endpoint = "/v1/chat/completions", limits = { lines = 10 },
+                input = { path = "/a/b.jsonl", bytes = 12, lines = 2, checksum = "00" },
+                results = "/a/r.jsonl", errors = "/a/r.errors.jsonl", work = "/a/r.jsonl.shards",
+                shards = { { index = 1, name = "x.jsonl", offset = 0, length = 12, lines = 2, checksum = "00",
+                             status = "pending" } } }
     assert.is_true(manifest.write(path, m))
     m.shards[1].status = "uploaded"
     assert.is_true(manifest.write(path, m))
@@ -206,10 +219,10 @@ describe("jobs on the stand-in", function()
       local failed_ids, nf = ids_of(dir .. "/big-results.errors.jsonl")
       assert.equal(12, nf)
       for i = 1000, 12000, 1000 do assert.equal(1, failed_ids["r" .. i]) end
-      assert.equal(results .. ".manifest.json", summary.manifest)
+      assert.equal(results .. ".job.db", summary.store)
 
       -- 3 shards of at most 5,000 lines, each uploaded once and made into one batch
-      local m = assert(manifest.read(summary.manifest))
+      local m = assert(load_store(summary.store))
       assert.equal("done", m.state)
       assert.same({ 5000, 5000, 2000 }, { m.shards[1].lines, m.shards[2].lines, m.shards[3].lines })
       local uploads, creates = uploads_and_creates(s:log())
@@ -221,7 +234,7 @@ describe("jobs on the stand-in", function()
         assert.equal("done", sh.status)
       end
       assert.is_false(exists(results .. ".shards/" .. m.shards[1].name))
-      assert.equal("big-results.errors.jsonl\nbig-results.jsonl\nbig-results.jsonl.manifest.json\nbig.jsonl\n",
+      assert.equal("big-results.errors.jsonl\nbig-results.jsonl\nbig-results.jsonl.job.db\nbig-results.jsonl.job.db.lock\nbig.jsonl\n",
         capture("ls -A " .. quote(dir) .. " | grep big"))
 
       -- the same call again: the job is done, nothing is sent
@@ -266,7 +279,7 @@ describe("jobs on the stand-in", function()
       local size = #read_file(path)
       local limit = math.floor(size / 4)
       local summary = assert(run(client("openai"), { input = path, results = dir .. "/bytes-out.jsonl", max_bytes = limit }))
-      local m = assert(manifest.read(summary.manifest))
+      local m = assert(load_store(summary.store))
       assert.equal(5, #m.shards) -- 4 full shards cannot hold the lines cut at their ends
       local next_offset, lines = 0, 0
       for _, sh in ipairs(m.shards) do
@@ -297,7 +310,7 @@ describe("jobs on the stand-in", function()
       assert.equal("validation", info.kind)
       assert.equal(5502, info.problems[1].line)
       assert.equal(0, #s:log())
-      assert.is_false(exists(dir .. "/dup-out.jsonl.manifest.json"))
+      assert.is_false(exists(dir .. "/dup-out.jsonl.job.db"))
     end)
 
     it("resumes after failed steps, finding on the server what reached it before the failure", function()
@@ -312,7 +325,7 @@ describe("jobs on the stand-in", function()
       assert.matches("^moonbatch: job: shard 1 of 2 %(moonbatch%-%x+%-0001%.jsonl%): siliconflow POST", msg)
       assert.matches("run the job again to resume it", msg, 1, true)
       assert.equal(1, info.shard)
-      local m = assert(manifest.read(results .. ".manifest.json"))
+      local m = assert(load_store(results .. ".job.db"))
       assert.equal("uploading", m.shards[1].status)
       assert.is_nil(m.shards[1].file_id)
       assert.matches("siliconflow POST /files", m.shards[1].error, 1, true)
@@ -321,7 +334,7 @@ describe("jobs on the stand-in", function()
       local summary = assert(run(c, { input = path, results = results }))
       assert.equal(7000, summary.succeeded)
       local uploads, creates = uploads_and_creates(s:log())
-      m = assert(manifest.read(results .. ".manifest.json"))
+      m = assert(load_store(results .. ".job.db"))
       for _, sh in ipairs(m.shards) do
         assert.equal(1, uploads[sh.name], sh.name)
         assert.equal(1, creates[sh.file_id], sh.file_id)
@@ -361,7 +374,7 @@ describe("jobs on the stand-in", function()
       local summary = assert(run(client(), { input = path, results = dir .. "/urls-out.jsonl" }))
       assert.equal(29, summary.succeeded)
       assert.equal(1, summary.failed)
-      local m = assert(manifest.read(summary.manifest))
+      local m = assert(load_store(summary.store))
       assert.matches("^http://127%.0%.0%.1:%d+/_standin/results/", m.shards[1].output_file_id)
     end)
 
@@ -385,7 +398,7 @@ describe("jobs on the stand-in", function()
       assert.truthy(r.shards[1].batch_status)
       local none, msg = moonbatch.job.status(nil, { results = dir .. "/nothing.jsonl" })
       assert.is_nil(none)
-      assert.matches("no job manifest at", msg, 1, true)
+      assert.matches("no job at", msg, 1, true)
       assert.has_error(function() moonbatch.job.status(nil, {}) end)
     end)
 
@@ -445,7 +458,7 @@ describe("jobs on the stand-in", function()
       local none, msg = moonbatch.job.retry_failed(client("together"), { from = dir .. "/nothing.jsonl",
         results = dir .. "/x.jsonl" })
       assert.is_nil(none)
-      assert.matches("no job manifest", msg, 1, true)
+      assert.matches("no job at", msg, 1, true)
     end)
 
     it("raises for misuse before sending anything", function()

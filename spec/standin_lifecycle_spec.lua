@@ -467,21 +467,23 @@ describe("moonbatch-standin batches", function()
 
   describe("settings", function()
     it("have defaults that reset restores, and refuse bad values", function()
-      assert.same({ step_seconds = STEP, siliconflow_output_urls = false, content_404_seconds = 0 },
-        cjson.decode((s:call("GET", "/config"))).config)
+      assert.same({ step_seconds = STEP, siliconflow_output_urls = false, content_404_seconds = 0,
+                    enqueued_token_limit = 0 }, cjson.decode((s:call("GET", "/config"))).config)
       s:reset()
-      local defaults = { step_seconds = 1, siliconflow_output_urls = false, content_404_seconds = 0 }
+      local defaults = { step_seconds = 1, siliconflow_output_urls = false, content_404_seconds = 0,
+                         enqueued_token_limit = 0 }
       assert.same(defaults, cjson.decode((s:call("GET", "/config"))).config)
       for _, bad in ipairs({ { step_seconds = 0 }, { step_seconds = "1" }, { step_seconds = 4000 },
                              { content_404_seconds = -1 }, { siliconflow_output_urls = "yes" }, { stpe_seconds = 1 },
+                             { enqueued_token_limit = -1 }, { enqueued_token_limit = "many" },
                              { 1, 2 } }) do
         local body, status = s:call("POST", "/config", bad)
         assert.equal(400, status, body)
         assert.is_false(cjson.decode(body).ok)
       end
       assert.same(defaults, cjson.decode((s:call("GET", "/config"))).config)
-      assert.same({ step_seconds = 2, siliconflow_output_urls = false, content_404_seconds = 0 },
-        s:config({ step_seconds = 2 }))
+      assert.same({ step_seconds = 2, siliconflow_output_urls = false, content_404_seconds = 0,
+                    enqueued_token_limit = 0 }, s:config({ step_seconds = 2 }))
     end)
 
     it("step 1 second by default, read when a batch is created", function()

@@ -78,6 +78,12 @@ end
 -- job.cancel, job.retry_failed (documented in moonbatch.job).
 moonbatch.job = require("moonbatch.job")
 
+--- What a batch input will take (requests, tokens, shards, cost) before anything is sent: see
+-- moonbatch.estimate.
+function moonbatch.estimate(path, opts)
+  return require("moonbatch.estimate")(path, opts)
+end
+
 --- Check a batch input file before upload, in one streaming pass (the file is never held in
 -- memory): every line a JSON object in valid UTF-8, `custom_id` a unique string, `method` and
 -- `url` where present (required for OpenAI), a `body` with `messages` and a `model`, one model

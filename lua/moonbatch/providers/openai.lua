@@ -9,6 +9,9 @@ local P = provider.define({
   base_url = "https://api.openai.com/v1",
   key_env = "OPENAI_API_KEY",
   limits = { lines = 50000, bytes = 200 * 1000 * 1000 },
+  -- the error codes of a batch that failed on a quota, not on its requests: a job creates it
+  -- again once earlier batches end (openai/openai-python#2084: the enqueued-token limit)
+  quota_errors = { "token_limit_exceeded" },
 })
 
 -- replace.model is SiliconFlow's: OpenAI takes each line's model and would refuse the field

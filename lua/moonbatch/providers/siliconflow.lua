@@ -18,6 +18,8 @@ local P = provider.define({
   late_result_polls = 5,
   request_id_headers = { "x-request-id", "request-id", "x-siliconcloud-trace-id", "x-trace-id" },
   limits = { lines = 5000, bytes = 1000 * 1000 * 1000 },
+  -- SiliconFlow documents no quota error of a batch (its limits are per file): none is retried
+  quota_errors = {},
 })
 
 local OK = 20000

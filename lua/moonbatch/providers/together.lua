@@ -16,6 +16,9 @@ local P = provider.define({
   files_cursor = false,
   batches_cursor = false,
   limits = { lines = 50000, bytes = 100 * 1000 * 1000, custom_id = 64 },
+  -- a batch failed on a quota (created again later by a job): Together's rate-limit code (its v1
+  -- SDK: "rate limits were previously coded as 400's with code 'rate_limit'")
+  quota_errors = { "rate_limit" },
 })
 
 local file_types = { jsonl = true, csv = true, parquet = true }

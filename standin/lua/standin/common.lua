@@ -26,6 +26,8 @@ local SETTINGS_DEFAULT = {
   step_seconds = 1,                  -- time between two states of a batch
   siliconflow_output_urls = false,   -- SiliconFlow batches name their results by URL, not file id
   content_404_seconds = 0,           -- results answer 404 this long after their batch ends
+  enqueued_token_limit = 0,          -- tokens of the batches not ended yet (0: no limit); over it,
+                                     -- a new batch fails as token_limit_exceeded
 }
 
 ---------------------------------------------------------------------------------------------
@@ -342,6 +344,9 @@ function M.configure(changes)
   if changes.content_404_seconds ~= nil
     and not (changes.content_404_seconds >= 0 and changes.content_404_seconds <= 3600) then
     return nil, "content_404_seconds must be 0 to 3600"
+  end
+  if changes.enqueued_token_limit ~= nil and not (changes.enqueued_token_limit >= 0) then
+    return nil, "enqueued_token_limit must be 0 or more"
   end
   for k, v in pairs(changes) do state.settings[k] = v end
   return state.settings

@@ -163,9 +163,11 @@ local function scan(b, input_path)
   local stage_path = common.temp_path("stage-" .. b.id)
   local stage = assert(io.open(stage_path, "wb"))
   local outcomes, total, valid, problems = {}, 0, 0, {}
+  local tokens = 0 -- the batch's enqueued tokens: a quarter of its valid lines' bytes
   local ok, err = each_line(input_path, function(n, text)
     if text and not text:find("%S") then return end
     local is_valid, custom_id, result, problem = judge(n, text, b)
+    if is_valid then tokens = tokens + math.ceil(#text / 4) end
     total = total + 1
     if is_valid then valid = valid + 1 end
     if problem and #problems < MAX_ERRORS then problems[#problems + 1] = { line = n, message = problem } end
@@ -179,6 +181,7 @@ local function scan(b, input_path)
   b.outcomes = table.concat(outcomes)
   b.total = total
   b.valid = valid
+  b.tokens = tokens
   if valid == 0 then
     b.fail = true
     if total == 0 and ok then problems = { { code = "empty_file", message = "The input file has no requests." } } end
@@ -236,6 +239,23 @@ function M.create(instance, spec)
   b.content_404 = settings.content_404_seconds
   b.output_urls = settings.siliconflow_output_urls
   scan(b, spec.input.path)
+  -- the enqueued-token limit (OpenAI's, per organisation): the tokens of the batches not yet
+  -- ended, and this one's, may not exceed it, else it fails as token_limit_exceeded
+  local limit = settings.enqueued_token_limit
+  if limit > 0 and not b.fail then
+    local enqueued = 0
+    for _, other in ipairs(common.batches(instance)) do
+      if other.plan and other.plan[#other.plan][2] > b.created and not other.cancel_done then
+        enqueued = enqueued + (other.tokens or 0)
+      end
+    end
+    if enqueued + b.tokens > limit then
+      b.fail, b.tokens = true, 0
+      b.problems = { { code = "token_limit_exceeded", message = ("Enqueued token limit reached for %s in " ..
+        "organization org-standin. Limit: %d enqueued tokens. Please try again once some in_progress " ..
+        "batches have been completed."):format(b.model_override or b.default_model or "the model", limit) } }
+    end
+  end
   build_plan(b)
   common.store_batch(instance, b)
   return b
