@@ -86,7 +86,7 @@ describe("a validated upload", function()
     shell.write_file(script, ([[
       package.path, package.cpath = %q, %q
       local moonbatch = require("moonbatch")
-      local n, tasks = 0, "/proc/" .. io.open("/proc/self/stat"):read("n") .. "/task"
+      local n, tasks = 0, "/proc/" .. io.open("/proc/self/stat"):read("*n") .. "/task"
       local c = moonbatch.new({ base_url = %q, api_key = %q })
       local file = assert(c.files.upload({ file = %q, on_progress = function(done, total)
         if done < total then
