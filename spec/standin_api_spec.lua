@@ -143,11 +143,12 @@ describe("moonbatch.standin", function()
 
   it("stops when the process that started it exits without stop", function()
     local lua = arg[-1]
-    local out = capture(("%s -e %s 2>&1"):format(quote(lua), quote([[
-      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+    -- the child loads what this process loads (the checkout's Lua, this build of moonbatch.core)
+    local out = capture(("%s -e %s 2>&1"):format(quote(lua), quote(([[
+      package.path, package.cpath = %q, %q
       local sd = assert(require("moonbatch.standin").start())
       io.write(sd.pid, " ", sd.control, "\n")
-    ]])))
+    ]]):format("lua/?.lua;lua/?/init.lua;" .. package.path, package.cpath))))
     local pid, control = out:match("^(%d+) (%S+)\n$")
     assert.truthy(pid, out)
     assert.is_true(eventually(5, function() return not shell.alive(tonumber(pid)) end))
