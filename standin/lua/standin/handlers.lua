@@ -19,8 +19,10 @@ local lifecycle = require("standin.lifecycle")
 
 local M = {}
 
--- name -> function(shapes) -> route
+-- name -> function(shapes, req) -> reply
 local SHARED = {}
+-- the shared handlers that send a file's bytes (nginx serves them: see common.serve)
+local DOWNLOADS = { file_content = true }
 
 -- The record the path's id names (find: common.file or common.batch), or nil and missing's 404.
 local function lookup(req, find, missing)
@@ -29,46 +31,43 @@ local function lookup(req, find, missing)
   return nil, missing(req.params.id)
 end
 
-function SHARED.get_file(shapes)
-  return { handle = function(req)
-    local record, none = lookup(req, common.file, shapes.no_file)
-    return none or common.json_reply(200, shapes.file(record))
-  end }
+-- GET of one record: its object (shapes[render]), or the 404 (shapes[missing]).
+local function getter(find, missing, render)
+  return function(shapes, req)
+    local record, none = lookup(req, find, shapes[missing])
+    return none or common.json_reply(200, shapes[render](record))
+  end
 end
 
-function SHARED.delete_file(shapes)
-  return { handle = function(req)
-    local record, none = lookup(req, common.file, shapes.no_file)
-    if none then return none end
-    common.delete_file(record)
-    return common.json_reply(200, shapes.deleted(record))
-  end }
-end
+SHARED.get_file = getter(common.file, "no_file", "file")
+SHARED.get_batch = getter(common.batch, "no_batch", "batch")
 
 -- A result file appears only once its batch has ended (lifecycle.available).
-function SHARED.file_content(shapes)
-  return { download = true, handle = function(req)
-    local record = common.file(req.instance, req.params.id)
-    if not record or not lifecycle.available(record) then return shapes.no_file(req.params.id) end
-    return common.file_reply(record, shapes.text_content)
-  end }
+function SHARED.file_content(shapes, req)
+  local record = common.file(req.instance, req.params.id)
+  if not record or not lifecycle.available(record) then return shapes.no_file(req.params.id) end
+  return common.file_reply(record, shapes.text_content)
 end
 
-function SHARED.get_batch(shapes)
-  return { handle = function(req)
-    local b, none = lookup(req, common.batch, shapes.no_batch)
-    return none or common.json_reply(200, shapes.batch(b))
-  end }
+function SHARED.delete_file(shapes, req)
+  local record, none = lookup(req, common.file, shapes.no_file)
+  if none then return none end
+  common.delete_file(record)
+  return common.json_reply(200, shapes.deleted(record))
 end
 
-function SHARED.cancel_batch(shapes)
-  return { handle = function(req)
-    local b, none = lookup(req, common.batch, shapes.no_batch)
-    if none then return none end
-    local ok, v = lifecycle.cancel(b)
-    if not ok and shapes.cannot_cancel then return shapes.cannot_cancel(b, v) end
-    return common.json_reply(200, shapes.batch(b))
-  end }
+function SHARED.cancel_batch(shapes, req)
+  local b, none = lookup(req, common.batch, shapes.no_batch)
+  if none then return none end
+  local ok, v = lifecycle.cancel(b)
+  if not ok and shapes.cannot_cancel then return shapes.cannot_cancel(b, v) end
+  return common.json_reply(200, shapes.batch(b))
+end
+
+-- The route of the shared handler `name`, answering with `shapes`.
+local function shared(name, shapes)
+  local handle = assert(SHARED[name], "no shared handler " .. name)
+  return { download = DOWNLOADS[name], handle = function(req) return handle(shapes, req) end }
 end
 
 --- A route whose body is a multipart form (read into req.body.form).
@@ -87,7 +86,7 @@ function M.router(shapes, routes)
   for path, methods in pairs(routes) do
     for method, route in pairs(methods) do
       if type(route) == "string" then
-        route = assert(SHARED[route], "no shared handler " .. route)(shapes)
+        route = shared(route, shapes)
       elseif type(route) == "function" then
         route = { handle = route }
       end
