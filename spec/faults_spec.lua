@@ -93,20 +93,10 @@ describe("faults", function()
   end
 
   -- Runs fn; returns its first three results and the seconds it took.
-  local function timed(fn)
-    local t0 = core.now()
-    local a, b, c = fn()
-    return a, b, c, core.now() - t0
-  end
+  local timed = fixture.timed
 
   -- The log entries of requests to path.
-  local function requests(path)
-    local out = {}
-    for _, e in ipairs(s:log()) do
-      if e.path == path then out[#out + 1] = e end
-    end
-    return out
-  end
+  local function requests(path) return fixture.requests(s, path) end
 
   fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
 

@@ -42,13 +42,7 @@ describe("files.upload checks the file as it sends it", function()
   end
 
   -- the uploads the stand-in received, and the files it keeps
-  local function uploads()
-    local out = {}
-    for _, e in ipairs(s:log()) do
-      if e.method == "POST" and e.path == "/siliconflow/v1/files" then out[#out + 1] = e end
-    end
-    return out
-  end
+  local function uploads() return fixture.requests(s, "/siliconflow/v1/files", "POST") end
   local function stored()
     return #assert(client().files.list()).data
   end

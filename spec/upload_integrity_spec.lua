@@ -37,13 +37,7 @@ describe("files.upload of a file that changes", function()
     assert(f:close())
   end
 
-  local function uploads()
-    local out = {}
-    for _, e in ipairs(s:log()) do
-      if e.method == "POST" and e.path == "/siliconflow/v1/files" then out[#out + 1] = e end
-    end
-    return out
-  end
+  local function uploads() return fixture.requests(s, "/siliconflow/v1/files", "POST") end
 
   local function stored()
     local c = moonbatch.new({ base_url = s.urls.siliconflow, api_key = KEY })
@@ -64,11 +58,7 @@ describe("files.upload of a file that changes", function()
     assert.equal(0, stored(), "the server kept a file")
   end
 
-  local function timed(fn)
-    local t0 = core.now()
-    local a, b, c = fn()
-    return a, b, c, core.now() - t0
-  end
+  local timed = fixture.timed
 
   fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
 

@@ -7,6 +7,7 @@
 --     waits = {}
 --     return fixture.client({ base_url = s.urls.siliconflow, api_key = KEY }, opts, waits)
 --   end
+local core = require("moonbatch.core")
 local moonbatch = require("moonbatch")
 local standin = require("spec.standin_helper")
 local shell = require("spec.support.shell")
@@ -46,6 +47,22 @@ function M.client(defaults, opts, waits)
   for k, v in pairs(defaults) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end
   return moonbatch.new(o)
+end
+
+--- Runs fn; returns its first three results and the seconds it took.
+function M.timed(fn)
+  local t0 = core.now()
+  local a, b, c = fn()
+  return a, b, c, core.now() - t0
+end
+
+--- The entries of stand-in `s`'s log for `path` (and `method`, when given), in order.
+function M.requests(s, path, method)
+  local out = {}
+  for _, e in ipairs(s:log()) do
+    if e.path == path and (method == nil or e.method == method) then out[#out + 1] = e end
+  end
+  return out
 end
 
 --- Writes `text` to a fresh temporary path ending in `suffix`; returns the path.
