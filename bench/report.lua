@@ -68,26 +68,20 @@ for _, side in ipairs(sides) do
       local tm, tc = median(m .. "seconds"), median(c .. "seconds")
       -- the issue's time target is the 1 GiB upload; the smaller ones (tens of milliseconds,
       -- where a few ms of process noise move the ratio) are shown as context
-      if size[1] == "1g" then
-        row(("1 upload %s, %s: time"):format(size[2], label), sec(tm), sec(tc) .. " curl -F",
-          times(tm / tc), ("≤ %.2f×"):format(time_target), verdict(tm / tc <= time_target))
-      else
-        row(("1 upload %s, %s: time"):format(size[2], label), sec(tm), sec(tc) .. " curl -F",
-          times(tm / tc), "context", "info")
-      end
+      local target, result = "context", "info"
+      if size[1] == "1g" then target, result = ("≤ %.2f×"):format(time_target), verdict(tm / tc <= time_target) end
+      row(("1 upload %s, %s: time"):format(size[2], label), sec(tm), sec(tc) .. " curl -F", times(tm / tc), target,
+        result)
     end
   end
   for _, size in ipairs(sizes) do
     local m, c = ("upload.%s.%s."):format(size[1], key), ("upload.%s.%s."):format(size[1], ref)
     if have(m .. "rss", c .. "rss") then
       local rm, rc = median(m .. "rss"), median(c .. "rss")
-      if rss_target then
-        row(("1 upload %s, %s: peak RSS"):format(size[2], label), mib(rm), mib(rc) .. " curl",
-          times(rm / rc), "≤ 16 MiB", verdict(rm <= RSS_MAX))
-      else
-        row(("1 upload %s, %s: peak RSS"):format(size[2], label), mib(rm), mib(rc) .. " curl",
-          times(rm / rc), "every custom_id kept", "info")
-      end
+      local target, result = "every custom_id kept", "info"
+      if rss_target then target, result = "≤ 16 MiB", verdict(rm <= RSS_MAX) end
+      row(("1 upload %s, %s: peak RSS"):format(size[2], label), mib(rm), mib(rc) .. " curl", times(rm / rc), target,
+        result)
     end
   end
   local lo, hi, first, last
@@ -193,17 +187,19 @@ end
 
 ---------------------------------------------------------------------- case 6: the npm SDK
 
+-- A context row: the median of sdk.<what>.mb.<measure> against sdk.<what>.sdk.<measure>.
+local function versus_sdk(case, what, measure, show)
+  local m, s = median(("sdk.%s.mb.%s"):format(what, measure)), median(("sdk.%s.sdk.%s"):format(what, measure))
+  row(case, show(m), show(s) .. " SDK", times(m / s), "context", "info")
+end
+
 if have("sdk.upload.mb.seconds", "sdk.upload.sdk.seconds") then
-  local tm, ts = median("sdk.upload.mb.seconds"), median("sdk.upload.sdk.seconds")
-  row("6 upload 1 GiB vs openai npm SDK: time", sec(tm), sec(ts) .. " SDK", times(tm / ts), "context", "info")
-  local rm, rs = median("sdk.upload.mb.rss"), median("sdk.upload.sdk.rss")
-  row("6 upload 1 GiB vs openai npm SDK: peak RSS", mib(rm), mib(rs) .. " SDK", times(rm / rs), "context", "info")
+  versus_sdk("6 upload 1 GiB vs openai npm SDK: time", "upload", "seconds", sec)
+  versus_sdk("6 upload 1 GiB vs openai npm SDK: peak RSS", "upload", "rss", mib)
 end
 if have("sdk.list.mb.rate", "sdk.list.sdk.rate") then
-  local rm, rs = median("sdk.list.mb.rate"), median("sdk.list.sdk.rate")
-  row("6 files.list ×2,000 on /openai/v1 vs SDK", rate(rm), rate(rs) .. " SDK", times(rm / rs), "context", "info")
-  local mm, ms = median("sdk.list.mb.rss"), median("sdk.list.sdk.rss")
-  row("6 files.list ×2,000 vs SDK: peak RSS", mib(mm), mib(ms) .. " SDK", times(mm / ms), "context", "info")
+  versus_sdk("6 files.list ×2,000 on /openai/v1 vs SDK", "list", "rate", rate)
+  versus_sdk("6 files.list ×2,000 vs SDK: peak RSS", "list", "rss", mib)
 end
 
 --------------------------------------------------------------------------- case 7: endurance

@@ -6,7 +6,8 @@ local cjson = require("cjson")
 local subprocess = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
 local quote, capture, read_file, write_file = shell.quote, shell.capture, shell.read_file, shell.write_file
-local succeeded, exists, tmpdir, words = shell.succeeded, shell.exists, shell.tmpdir, shell.words
+local succeeded, exists, words = shell.succeeded, shell.exists, shell.words
+local fixture = require("spec.support.fixture")
 local standin = require("spec.standin_helper")
 
 local KEY = "sk-standin"
@@ -191,24 +192,14 @@ describe("moonbatch (the command line)", function()
     return status == 200
   end
 
+  fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
   setup(function()
-    s = standin.start({ key = KEY })
-    dir = tmpdir()
     good = dir .. "/requests.jsonl"
     write_file(good, line("r1") .. line("r2") .. line("r3"))
     mixed = dir .. "/mixed.jsonl"
     write_file(mixed, line("ok1") .. line("bad", '"standin_fail":true,') .. line("ok2"))
     bad = dir .. "/bad.jsonl"
     write_file(bad, line("r1") .. "not json\n" .. line("r1"))
-  end)
-
-  teardown(function()
-    if dir then os.execute("rm -rf " .. quote(dir)) end
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
   end)
 
   after_each(function()

@@ -1,6 +1,6 @@
 -- spec/core_spec.lua: moonbatch.core, one exchange per call, against the stand-in over real sockets.
 local core = require("moonbatch.core")
-local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 local shell = require("spec.support.shell")
 local write_file, tmpname = shell.write_file, shell.tmpname
 
@@ -15,20 +15,8 @@ local requests = table.concat({
 describe("moonbatch.core", function()
   local s, base, input
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    base = s.urls.siliconflow
-    input = tmpname(".jsonl")
-    write_file(input, requests)
-  end)
-
-  teardown(function()
-    os.remove(input)
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
+  fixture.standin({ key = KEY, input = requests, suffix = ".jsonl" }, function(new_s, _, new_input)
+    s, base, input = new_s, new_s.urls.siliconflow, new_input
   end)
 
   describe("files.upload", function()

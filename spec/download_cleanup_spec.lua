@@ -4,7 +4,7 @@
 -- error, a rename that fails; and an existing target is left as it was.
 local moonbatch = require("moonbatch")
 local core = require("moonbatch.core")
-local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 local shell = require("spec.support.shell")
 
 local KEY = "sk-standin"
@@ -33,21 +33,15 @@ describe("an interrupted download", function()
   end
 
   local input_text
+  fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
   setup(function()
-    s = standin.start({ key = KEY })
-    dir = shell.tmpdir()
     cpath = CHILD_CPATH
     local line = '{"custom_id":"%d","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}\n'
     local lines = {}
     for i = 1, 200 do lines[i] = line:format(i) end
     input_text = table.concat(lines)
   end)
-  teardown(function()
-    if s then s:stop() end
-    if dir then os.execute("rm -rf " .. shell.quote(dir)) end
-  end)
   before_each(function()
-    s:reset()
     os.execute("rm -rf " .. shell.quote(dir) .. "/*")
     c = moonbatch.new({ base_url = s.urls.siliconflow, api_key = KEY, max_retries = 0 })
     local input = dir .. "/input.jsonl"

@@ -4,7 +4,7 @@
 -- on_progress runs at most every 50 ms plus a final call with every byte, not once a chunk.
 local core = require("moonbatch.core")
 local moonbatch = require("moonbatch")
-local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 local shell = require("spec.support.shell")
 
 local KEY = "sk-standin"
@@ -17,9 +17,8 @@ describe("files.download", function()
     return moonbatch.new({ provider = "openai", base_url = s.urls.openai, api_key = KEY })
   end
 
+  fixture.standin({ key = KEY, dir = true, reset = false }, function(new_s, new_dir) s, dir = new_s, new_dir end)
   setup(function()
-    s = standin.start({ key = KEY })
-    dir = shell.trim(shell.capture("mktemp -d"))
     local line = ('{"custom_id":"r","body":{"model":"m","messages":[{"role":"user","content":"%s"}]}}\n')
       :format(("x"):rep(1024 - 81))
     assert.equal(1024, #line)
@@ -32,11 +31,6 @@ describe("files.download", function()
     os.remove(path)
     into = dir .. "/downloads"
     assert.is_true(shell.execute("mkdir -p " .. shell.quote(into)))
-  end)
-
-  teardown(function()
-    if s then s:stop() end
-    if dir then shell.execute("rm -rf " .. shell.quote(dir)) end
   end)
 
   before_each(function()

@@ -8,6 +8,7 @@ local cjson = require("cjson")
 local core = require("moonbatch.core")
 local moonbatch = require("moonbatch")
 local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 local shell = require("spec.support.shell")
 
 local KEY = "sk-standin"
@@ -87,42 +88,17 @@ describe("faults", function()
   -- A client of `provider` on the stand-in: max_retries 2, no jitter, sleeps recorded in waits.
   local function client(provider, opts)
     waits = {}
-    local o = { provider = provider, base_url = s.urls[provider], api_key = KEY, max_retries = 2,
-                timeout = 20, random = function() return 0 end,
-                sleep = function(seconds) waits[#waits + 1] = seconds end }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return moonbatch.new(o)
+    return fixture.client({ provider = provider, base_url = s.urls[provider], api_key = KEY, max_retries = 2,
+                            timeout = 20 }, opts, waits)
   end
 
   -- Runs fn; returns its first three results and the seconds it took.
-  local function timed(fn)
-    local t0 = core.now()
-    local a, b, c = fn()
-    return a, b, c, core.now() - t0
-  end
+  local timed = fixture.timed
 
   -- The log entries of requests to path.
-  local function requests(path)
-    local out = {}
-    for _, e in ipairs(s:log()) do
-      if e.path == path then out[#out + 1] = e end
-    end
-    return out
-  end
+  local function requests(path) return fixture.requests(s, path) end
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    dir = shell.trim(shell.capture("mktemp -d"))
-  end)
-
-  teardown(function()
-    if s then s:stop() end
-    if dir then shell.execute("rm -rf " .. shell.quote(dir)) end
-  end)
-
-  before_each(function()
-    s:reset()
-  end)
+  fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
 
   describe("connection refused", function()
     it("is retried max_retries times, then nil with kind 'network', fast", function()

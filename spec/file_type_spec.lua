@@ -2,7 +2,7 @@
 -- an input never blocks and is refused with kind "io" and "cannot read 'PATH': not a regular
 -- file (...)" (issue 13, item 11). Each entry point runs in a child under `timeout 10`, so a
 -- regression fails (exit 124) instead of hanging the suite.
-local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 local shell = require("spec.support.shell")
 local cli = require("spec.support.moonbatch_cli")
 
@@ -13,9 +13,8 @@ describe("non-regular input files", function()
   local s, dir, cpath
   local paths = {}
 
+  fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
   setup(function()
-    s = standin.start({ key = KEY })
-    dir = shell.tmpdir()
     cpath = CHILD_CPATH
     paths.fifo = dir .. "/in.fifo"
     paths.link = dir .. "/link-to-fifo.jsonl"
@@ -30,12 +29,6 @@ describe("non-regular input files", function()
       paths.socket = nil
     end
   end)
-  teardown(function()
-    if s then s:stop() end
-    if dir then os.execute("rm -rf " .. shell.quote(dir)) end
-  end)
-  before_each(function() s:reset() end)
-
   -- run `body` (Lua using `c`, a client, and `path`) in a child under timeout 10: its stdout,
   -- and the exit code
   local function child(body, path)

@@ -2,7 +2,7 @@
 -- stand-in over real sockets. Sleep is injected, so retry waits are recorded, not waited.
 local cjson = require("cjson")
 local moonbatch = require("moonbatch")
-local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 local tmpname = require("spec.support.shell").tmpname
 
 local KEY = "sk-standin"
@@ -23,29 +23,13 @@ describe("moonbatch", function()
   -- a client on the stand-in whose sleeps are recorded
   local function client(opts)
     waits = {}
-    local o = { base_url = s.urls.siliconflow, api_key = KEY,
-                sleep = function(seconds) waits[#waits + 1] = seconds end,
-                random = function() return 0 end }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return moonbatch.new(o)
+    return fixture.client({ base_url = s.urls.siliconflow, api_key = KEY }, opts, waits)
   end
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    input = tmpname(".jsonl")
-    local f = assert(io.open(input, "wb"))
-    f:write('{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}\n')
-    f:close()
-  end)
-
-  teardown(function()
-    os.remove(input)
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
-  end)
+  fixture.standin({ key = KEY, suffix = ".jsonl",
+                    input = '{"custom_id":"a","method":"POST","url":"/v1/chat/completions",'
+                      .. '"body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}\n' },
+    function(new_s, _, new_input) s, input = new_s, new_input end)
 
   describe("new", function()
     it("raises for an unknown provider, option or type", function()

@@ -1,6 +1,6 @@
 -- spec/multi_spec.lua: moonbatch.core.multi, many transfers on one connection pool.
 local core = require("moonbatch.core")
-local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 
 local KEY = "sk-standin"
 
@@ -26,20 +26,8 @@ describe("moonbatch.core.multi", function()
     return req
   end
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    input = os.tmpname()
-    local f = assert(io.open(input, "wb"))
-    f:write(('{"custom_id":"x","body":{}}\n'):rep(2000))
-    f:close()
-  end)
-
-  teardown(function()
-    os.remove(input)
-    if s then s:stop() end
-  end)
-
-  before_each(function() s:reset() end)
+  fixture.standin({ key = KEY, input = ('{"custom_id":"x","body":{}}\n'):rep(2000) },
+    function(new_s, _, new_input) s, input = new_s, new_input end)
 
   it("runs transfers at once and reports each with the results of a single request", function()
     s:fault("POST", "/siliconflow/v1/files", { { delay = 0.3, count = 4 } })

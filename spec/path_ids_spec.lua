@@ -3,24 +3,15 @@
 -- byte outside RFC 3986's unreserved set is percent-encoded; libcurl sends the path as it is
 -- (CURLOPT_PATH_AS_IS). The stand-in's log shows the request line exactly as received.
 local moonbatch = require("moonbatch")
-local standin = require("spec.standin_helper")
-local shell = require("spec.support.shell")
+local fixture = require("spec.support.fixture")
 
 local KEY = "sk-standin"
 
 describe("ids in paths", function()
   local s, c, dir
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    dir = shell.tmpdir()
-  end)
-  teardown(function()
-    if s then s:stop() end
-    if dir then os.execute("rm -rf " .. shell.quote(dir)) end
-  end)
+  fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
   before_each(function()
-    s:reset()
     -- no waits: a download's 404 grace then ends at once
     local now = 0
     c = moonbatch.new({ base_url = s.urls.siliconflow, api_key = KEY, max_retries = 0,

@@ -6,6 +6,7 @@ local cjson = require("cjson")
 local errors = require("moonbatch.errors")
 local moonbatch = require("moonbatch")
 local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 local cli = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
 
@@ -319,15 +320,7 @@ describe("redaction", function()
 
   describe("end to end", function()
     local s, dir
-    setup(function()
-      s = standin.start({ key = KEY })
-      dir = shell.trim(shell.capture("mktemp -d"))
-    end)
-    teardown(function()
-      if s then s:stop() end
-      if dir then os.execute("rm -rf " .. shell.quote(dir)) end
-    end)
-    before_each(function() s:reset() end)
+    fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
 
     -- a 401 that echoes the key in every encoding, in the body, the message and headers
     local function hostile(extra)

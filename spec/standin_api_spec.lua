@@ -10,13 +10,7 @@ local quote, capture, execute = shell.quote, shell.capture, shell.execute
 
 local REQUESTS = '{"custom_id":"r-1","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}\n'
 
-local function eventually(seconds, check)
-  for _ = 1, seconds * 20 do
-    if check() then return true end
-    execute("sleep 0.05")
-  end
-  return check()
-end
+local eventually = shell.eventually
 
 local function answers(url)
   return execute("curl -s --noproxy '*' --max-time 1 -o /dev/null " .. quote(url) .. " 2>/dev/null")

@@ -16,14 +16,7 @@ local function sorted(list)
   return out
 end
 
--- Polls check() for up to seconds; returns whether it came true.
-local function eventually(seconds, check)
-  for _ = 1, seconds * 20 do
-    if check() then return true end
-    sh("sleep 0.05")
-  end
-  return check()
-end
+local eventually = shell.eventually
 
 local function pids_of_nginx(dir)
   local master = tonumber(read_file(dir .. "/nginx.pid") or "")

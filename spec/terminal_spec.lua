@@ -5,7 +5,7 @@
 -- every line the CLI prints show them as visible escapes, and --json stays valid JSON.
 local cjson = require("cjson")
 local errors = require("moonbatch.errors")
-local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 local cli = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
 
@@ -140,15 +140,7 @@ describe("terminal safety", function()
 
   describe("the CLI against a hostile server", function()
     local s, dir
-    setup(function()
-      s = standin.start({ key = KEY })
-      dir = shell.trim(shell.capture("mktemp -d"))
-    end)
-    teardown(function()
-      if s then s:stop() end
-      if dir then os.execute("rm -rf " .. shell.quote(dir)) end
-    end)
-    before_each(function() s:reset() end)
+    fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
 
     local function run(args, env)
       local words = { "--provider", "openai", "--base-url", s.urls.openai }

@@ -3,8 +3,7 @@
 -- stops the upload before its body is complete, so the server stores nothing, and the call
 -- fails as moonbatch.validate does, every problem listed.
 local core = require("moonbatch.core")
-local moonbatch = require("moonbatch")
-local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 
 local KEY = "sk-standin"
 local LINES, HALF, WIDTH = 2000, 1000, 1000 -- 2 MB: far more than the 256 KiB checked before the request
@@ -39,36 +38,16 @@ describe("files.upload checks the file as it sends it", function()
 
   local function client(opts)
     waits = {}
-    local o = { base_url = s.urls.siliconflow, api_key = KEY,
-                sleep = function(seconds) waits[#waits + 1] = seconds end,
-                random = function() return 0 end }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return moonbatch.new(o)
+    return fixture.client({ base_url = s.urls.siliconflow, api_key = KEY }, opts, waits)
   end
 
   -- the uploads the stand-in received, and the files it keeps
-  local function uploads()
-    local out = {}
-    for _, e in ipairs(s:log()) do
-      if e.method == "POST" and e.path == "/siliconflow/v1/files" then out[#out + 1] = e end
-    end
-    return out
-  end
+  local function uploads() return fixture.requests(s, "/siliconflow/v1/files", "POST") end
   local function stored()
     return #assert(client().files.list()).data
   end
 
-  setup(function()
-    s = standin.start({ key = KEY })
-  end)
-
-  teardown(function()
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
-  end)
+  fixture.standin({ key = KEY }, function(new_s) s = new_s end)
 
   it("stops at a bad line near the end: the validation error, and the server keeps nothing", function()
     local path, content = batch_file({ [LINES] = '{"custom_id":"r-last"}' })

@@ -6,8 +6,7 @@
 -- or from the client's sleep seam (between attempts).
 local core = require("moonbatch.core")
 local moonbatch = require("moonbatch")
-local standin = require("spec.standin_helper")
-local shell = require("spec.support.shell")
+local fixture = require("spec.support.fixture")
 
 local KEY = "sk-standin"
 local LINES, WIDTH = 4000, 4000 -- 16 MB (under SiliconFlow's 5,000-line cap): far more than libcurl reads before its first progress
@@ -17,11 +16,8 @@ describe("files.upload of a file that changes", function()
 
   local function client(opts)
     waits = {}
-    local o = { base_url = s.urls.siliconflow, api_key = KEY, max_retries = 2, timeout = 20,
-                random = function() return 0 end,
-                sleep = function(seconds) waits[#waits + 1] = seconds end }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return moonbatch.new(o)
+    return fixture.client({ base_url = s.urls.siliconflow, api_key = KEY, max_retries = 2, timeout = 20 }, opts,
+      waits)
   end
 
   -- a batch file of `lines` valid lines of WIDTH bytes (the first `first` of them marked)
@@ -41,13 +37,7 @@ describe("files.upload of a file that changes", function()
     assert(f:close())
   end
 
-  local function uploads()
-    local out = {}
-    for _, e in ipairs(s:log()) do
-      if e.method == "POST" and e.path == "/siliconflow/v1/files" then out[#out + 1] = e end
-    end
-    return out
-  end
+  local function uploads() return fixture.requests(s, "/siliconflow/v1/files", "POST") end
 
   local function stored()
     local c = moonbatch.new({ base_url = s.urls.siliconflow, api_key = KEY })
@@ -68,25 +58,9 @@ describe("files.upload of a file that changes", function()
     assert.equal(0, stored(), "the server kept a file")
   end
 
-  local function timed(fn)
-    local t0 = core.now()
-    local a, b, c = fn()
-    return a, b, c, core.now() - t0
-  end
+  local timed = fixture.timed
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    dir = shell.trim(shell.capture("mktemp -d"))
-  end)
-
-  teardown(function()
-    if s then s:stop() end
-    if dir then shell.execute("rm -rf " .. shell.quote(dir)) end
-  end)
-
-  before_each(function()
-    s:reset()
-  end)
+  fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
 
   -- on_progress changes the file once, at its first call (on_progress runs at most every 50 ms
   -- but reports the first numbers at once): the file is open, its last bytes not read yet

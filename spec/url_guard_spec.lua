@@ -5,7 +5,7 @@
 local moonbatch = require("moonbatch")
 local client = require("moonbatch.client")
 local core = require("moonbatch.core")
-local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 local shell = require("spec.support.shell")
 
 local KEY = "sk-standin"
@@ -110,15 +110,7 @@ describe("the plain-HTTP guard", function()
 
   describe("where libcurl connects", function()
     local s, dir
-    setup(function()
-      s = standin.start({ key = KEY })
-      dir = shell.tmpdir()
-    end)
-    teardown(function()
-      if s then s:stop() end
-      if dir then os.execute("rm -rf " .. shell.quote(dir)) end
-    end)
-    before_each(function() s:reset() end)
+    fixture.standin({ key = KEY, dir = true }, function(new_s, new_dir) s, dir = new_s, new_dir end)
 
     it("a loopback address in another spelling reaches the stand-in on 127.0.0.1 (accepted, sent there)", function()
       for _, host in ipairs({ "0x7f.1", "2130706433", "127.1", "localhost" }) do

@@ -1,5 +1,8 @@
 -- spec/support/shell.lua: the small shell and file helpers the specs and their server helpers
--- share (quoting, running commands, reading and writing files), for Lua 5.1 to 5.4.
+-- share (quoting, running commands, reading and writing files), for Lua 5.1 to 5.4; what
+-- moonbatch.fs already does (reading a file, trimming) is its.
+local fs = require("moonbatch.fs")
+
 local shell = {}
 
 --- A string quoted for sh.
@@ -34,13 +37,7 @@ function shell.capture(command)
 end
 
 --- A file's bytes, or nil when it cannot be read.
-function shell.read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
+shell.read_file = fs.read
 
 function shell.write_file(path, data)
   local f = assert(io.open(path, "wb"))
@@ -67,15 +64,22 @@ function shell.tmpname(suffix)
   return p .. (suffix or "")
 end
 
-function shell.trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
+shell.trim = fs.trim
 
 --- Whether process `pid` still runs (a zombie counts as gone: whoever adopted it may reap it late).
 function shell.alive(pid)
   local stat = shell.read_file("/proc/" .. pid .. "/stat")
   if stat then return stat:match("%) (%a)") ~= "Z" end
   return shell.execute("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+--- Polls check() every 50 ms for up to `seconds`; returns whether it came true.
+function shell.eventually(seconds, check)
+  for _ = 1, seconds * 20 do
+    if check() then return true end
+    shell.execute("sleep 0.05")
+  end
+  return check()
 end
 
 --- The repository's root, from where this file lives (spec/support/).

@@ -54,20 +54,26 @@ local function disposition_params(value)
   return params
 end
 
--- One CRLF-terminated line, at most MAX_HEADER_LINE bytes.
-local function read_line(src)
-  local iterate = src:receiveuntil("\r\n")
+-- What `iterate` (a receiveuntil iterator) yields up to its delimiter, read `chunk` bytes at a
+-- time; nil and `ended` when the body ends first, nil and `too_long` past `limit` bytes.
+local function read_until(iterate, chunk, limit, ended, too_long)
   local parts, size = {}, 0
   while true do
-    local data, err = iterate(MAX_HEADER_LINE)
+    local data, err = iterate(chunk)
     if not data then
-      if err then return nil, "multipart body ended inside part headers" end
+      if err then return nil, ended end
       return table.concat(parts)
     end
     size = size + #data
-    if size > MAX_HEADER_LINE then return nil, "multipart part header line too long" end
+    if size > limit then return nil, too_long end
     parts[#parts + 1] = data
   end
+end
+
+-- One CRLF-terminated line, at most MAX_HEADER_LINE bytes.
+local function read_line(src)
+  return read_until(src:receiveuntil("\r\n"), MAX_HEADER_LINE, MAX_HEADER_LINE,
+    "multipart body ended inside part headers", "multipart part header line too long")
 end
 
 local function read_part_headers(src)
@@ -93,17 +99,8 @@ local function count_newlines(s)
 end
 
 local function read_text_part(iterate)
-  local parts, size = {}, 0
-  while true do
-    local data, err = iterate(CHUNK)
-    if not data then
-      if err then return nil, "multipart body ended inside a part" end
-      return table.concat(parts)
-    end
-    size = size + #data
-    if size > MAX_FIELD then return nil, "multipart text field larger than 1 MiB" end
-    parts[#parts + 1] = data
-  end
+  return read_until(iterate, CHUNK, MAX_FIELD, "multipart body ended inside a part",
+    "multipart text field larger than 1 MiB")
 end
 
 -- Streams a file part to path, counting bytes and lines (a last line without "\n" counts).

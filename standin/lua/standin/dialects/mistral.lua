@@ -5,6 +5,7 @@
 -- output_file/error_file; lists page with page and page_size, {data, object, total}. Errors:
 -- {"detail": ...} for a bad request (422, as FastAPI answers), {"message": ...} for 401/404.
 local common = require("standin.common")
+local handlers = require("standin.handlers")
 local lifecycle = require("standin.lifecycle")
 local openai = require("standin.dialects.openai")
 
@@ -89,12 +90,6 @@ local function create_job(req)
   return common.json_reply(200, render(job))
 end
 
-local function get_job(req)
-  local b = common.batch(req.instance, req.params.id)
-  if not b then return no_such_job(req.params.id) end
-  return common.json_reply(200, render(b))
-end
-
 local function list_jobs(req)
   local q = req.query
   local size = q.page_size and common.query_integer(q.page_size) or 100
@@ -106,18 +101,12 @@ local function list_jobs(req)
   return common.json_reply(200, setmetatable({ data = data, object = "list", total = #all }, LIST))
 end
 
-local function cancel_job(req)
-  local b = common.batch(req.instance, req.params.id)
-  if not b then return no_such_job(req.params.id) end
-  lifecycle.cancel(b)
-  return common.json_reply(200, render(b))
-end
-
-local jobs = common.router({
-  ["POST /batch/jobs"] = { body = "json", handle = create_job },
-  ["GET /batch/jobs"] = { handle = list_jobs },
-  ["GET /batch/jobs/{id}"] = { handle = get_job },
-  ["POST /batch/jobs/{id}/cancel"] = { handle = cancel_job },
+-- Batch jobs: the dialect's own handlers, and the shared ones (standin.handlers) by name; a
+-- cancel answers the job whatever its state.
+local jobs = handlers.router({ batch = render, no_batch = no_such_job }, {
+  ["/batch/jobs"] = { POST = handlers.json(create_job), GET = list_jobs },
+  ["/batch/jobs/{id}"] = { GET = "get_batch" },
+  ["/batch/jobs/{id}/cancel"] = { POST = "cancel_batch" },
 })
 
 function M.route(method, path)

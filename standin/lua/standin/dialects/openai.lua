@@ -4,6 +4,7 @@
 -- Batch objects, cursor lists {object = "list", data, first_id, last_id, has_more}, every error
 -- {"error": {message, type, param, code}}. Output files get purpose batch_output.
 local common = require("standin.common")
+local handlers = require("standin.handlers")
 local lifecycle = require("standin.lifecycle")
 
 local M = {}
@@ -162,23 +163,8 @@ local function list_files(req)
   return list_reply(page, more, file_object)
 end
 
-local function get_file(req)
-  local record = common.file(req.instance, req.params.id)
-  if not record then return no_such_file(req.params.id) end
-  return common.json_reply(200, file_object(record))
-end
-
-local function delete_file(req)
-  local record = common.file(req.instance, req.params.id)
-  if not record then return no_such_file(req.params.id) end
-  common.delete_file(record)
-  return common.json_reply(200, setmetatable({ id = record.id, object = "file", deleted = true }, DELETED))
-end
-
-local function file_content(req)
-  local record = common.file(req.instance, req.params.id)
-  if not record or not lifecycle.available(record) then return no_such_file(req.params.id) end
-  return common.file_reply(record)
+local function deleted(record)
+  return setmetatable({ id = record.id, object = "file", deleted = true }, DELETED)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -309,12 +295,6 @@ local function create_batch(req)
   return common.json_reply(200, render(batch))
 end
 
-local function get_batch(req)
-  local b = common.batch(req.instance, req.params.id)
-  if not b then return no_such_batch(req.params.id) end
-  return common.json_reply(200, render(b))
-end
-
 local function list_batches(req)
   local q = req.query
   local limit, limit_err = page_limit(q, 20, 100)
@@ -325,26 +305,21 @@ local function list_batches(req)
   return list_reply(page, more, render)
 end
 
-local function cancel_batch(req)
-  local b = common.batch(req.instance, req.params.id)
-  if not b then return no_such_batch(req.params.id) end
-  local ok, v = lifecycle.cancel(b)
-  if not ok then
-    return bad_request(("Cannot cancel a batch with status '%s'."):format(v.status))
-  end
-  return common.json_reply(200, render(b))
+local function cannot_cancel(_, v)
+  return bad_request(("Cannot cancel a batch with status '%s'."):format(v.status))
 end
 
-M.route = common.router({
-  ["POST /files"] = { body = "multipart", handle = upload },
-  ["GET /files"] = { handle = list_files },
-  ["GET /files/{id}"] = { handle = get_file },
-  ["DELETE /files/{id}"] = { handle = delete_file },
-  ["GET /files/{id}/content"] = { handle = file_content, download = true },
-  ["POST /batches"] = { body = "json", handle = create_batch },
-  ["GET /batches"] = { handle = list_batches },
-  ["GET /batches/{id}"] = { handle = get_batch },
-  ["POST /batches/{id}/cancel"] = { handle = cancel_batch },
+-- The API: the dialect's own handlers, and the shared ones (standin.handlers) by name.
+M.route = handlers.router({
+  file = file_object, no_file = no_such_file, deleted = deleted,
+  batch = render, no_batch = no_such_batch, cannot_cancel = cannot_cancel,
+}, {
+  ["/files"] = { POST = handlers.multipart(upload), GET = list_files },
+  ["/files/{id}"] = { GET = "get_file", DELETE = "delete_file" },
+  ["/files/{id}/content"] = { GET = "file_content" },
+  ["/batches"] = { POST = handlers.json(create_batch), GET = list_batches },
+  ["/batches/{id}"] = { GET = "get_batch" },
+  ["/batches/{id}/cancel"] = { POST = "cancel_batch" },
 })
 
 ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 -- {code = 20012, message, data = null}, 401 a bare JSON string, 404 Go's text.
 -- Results: GET /files/{id}/content, or the result-file URLs of siliconflow_output_urls.
 local common = require("standin.common")
+local handlers = require("standin.handlers")
 local lifecycle = require("standin.lifecycle")
 
 local M = {}
@@ -176,12 +177,6 @@ local function create_batch(req)
   return common.json_reply(200, render(batch))
 end
 
-local function get_batch(req)
-  local b = common.batch(req.instance, req.params.id)
-  if not b then return M.not_found() end
-  return common.json_reply(200, render(b))
-end
-
 local function list_batches(req)
   local limit, after = req.query.limit, req.query.after
   if limit ~= nil then
@@ -203,31 +198,23 @@ local function list_batches(req)
   }, BATCH_LIST))
 end
 
-local function cancel_batch(req)
-  local b = common.batch(req.instance, req.params.id)
-  if not b then return M.not_found() end
-  local ok, v = lifecycle.cancel(b)
-  if not ok then
-    return bad_request(("batch %s cannot be cancelled: it is %s"):format(b.id, STATUS[v.status]))
-  end
-  return common.json_reply(200, render(b))
+local function cannot_cancel(b, v)
+  return bad_request(("batch %s cannot be cancelled: it is %s"):format(b.id, STATUS[v.status]))
 end
 
--- The bytes of a file: SiliconFlow documents no download, so this is what clients probe.
-local function file_content(req)
-  local record = common.file(req.instance, req.params.id)
-  if not record or not lifecycle.available(record) then return M.not_found() end
-  return common.file_reply(record)
-end
+-- An unknown file or batch is an unknown path to Go's router.
+local function not_found() return M.not_found() end
 
-local route = common.router({
-  ["POST /files"] = { body = "multipart", handle = upload },
-  ["GET /files"] = { handle = list_files },
-  ["GET /files/{id}/content"] = { handle = file_content, download = true },
-  ["POST /batches"] = { body = "json", handle = create_batch },
-  ["GET /batches"] = { handle = list_batches },
-  ["GET /batches/{id}"] = { handle = get_batch },
-  ["POST /batches/{id}/cancel"] = { handle = cancel_batch },
+-- The API: the dialect's own handlers, and the shared ones (standin.handlers) by name. The
+-- bytes of a file: SiliconFlow documents no download, so /content is what clients probe.
+local route = handlers.router({
+  no_file = not_found, batch = render, no_batch = not_found, cannot_cancel = cannot_cancel,
+}, {
+  ["/files"] = { POST = handlers.multipart(upload), GET = list_files },
+  ["/files/{id}/content"] = { GET = "file_content" },
+  ["/batches"] = { POST = handlers.json(create_batch), GET = list_batches },
+  ["/batches/{id}"] = { GET = "get_batch" },
+  ["/batches/{id}/cancel"] = { POST = "cancel_batch" },
 })
 
 ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 -- the batch list. Files endpoints fail with ErrorData {"error": {message, type, param, code}},
 -- batch endpoints with BatchErrorResponse {"error": "<string>"}.
 local common = require("standin.common")
+local handlers = require("standin.handlers")
 local lifecycle = require("standin.lifecycle")
 
 local M = {}
@@ -81,23 +82,8 @@ local function list_files(req)
   return common.json_reply(200, setmetatable({ data = data }, FILE_LIST))
 end
 
-local function get_file(req)
-  local record = common.file(req.instance, req.params.id)
-  if not record then return no_such_file(req.params.id) end
-  return common.json_reply(200, file_object(record))
-end
-
-local function delete_file(req)
-  local record = common.file(req.instance, req.params.id)
-  if not record then return no_such_file(req.params.id) end
-  common.delete_file(record)
-  return common.json_reply(200, setmetatable({ id = record.id, deleted = true }, DELETED))
-end
-
-local function file_content(req)
-  local record = common.file(req.instance, req.params.id)
-  if not record or not lifecycle.available(record) then return no_such_file(req.params.id) end
-  return common.file_reply(record, true)
+local function deleted(record)
+  return setmetatable({ id = record.id, deleted = true }, DELETED)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -163,10 +149,8 @@ local function create_batch(req)
   return common.json_reply(201, setmetatable({ job = render(batch), warning = warning }, CREATED))
 end
 
-local function get_batch(req)
-  local b = common.batch(req.instance, req.params.id)
-  if not b then return batch_error_reply(404, "batch not found: " .. req.params.id) end
-  return common.json_reply(200, render(b))
+local function no_such_batch(id)
+  return batch_error_reply(404, "batch not found: " .. id)
 end
 
 local function list_batches(req)
@@ -175,26 +159,23 @@ local function list_batches(req)
   return common.json_reply(200, data)
 end
 
-local function cancel_batch(req)
-  local b = common.batch(req.instance, req.params.id)
-  if not b then return batch_error_reply(404, "batch not found: " .. req.params.id) end
-  local ok, v = lifecycle.cancel(b)
-  if not ok then
-    return batch_error_reply(400, ("batch %s cannot be cancelled: it is %s"):format(b.id, STATUS[v.status]))
-  end
-  return common.json_reply(200, render(b))
+local function cannot_cancel(b, v)
+  return batch_error_reply(400, ("batch %s cannot be cancelled: it is %s"):format(b.id, STATUS[v.status]))
 end
 
-M.route = common.router({
-  ["POST /files/upload"] = { body = "multipart", handle = upload },
-  ["GET /files"] = { handle = list_files },
-  ["GET /files/{id}"] = { handle = get_file },
-  ["DELETE /files/{id}"] = { handle = delete_file },
-  ["GET /files/{id}/content"] = { handle = file_content, download = true },
-  ["POST /batches"] = { body = "json", handle = create_batch },
-  ["GET /batches"] = { handle = list_batches },
-  ["GET /batches/{id}"] = { handle = get_batch },
-  ["POST /batches/{id}/cancel"] = { handle = cancel_batch },
+-- The API: the dialect's own handlers, and the shared ones (standin.handlers) by name. Downloads
+-- are text/plain.
+M.route = handlers.router({
+  file = file_object, no_file = no_such_file, deleted = deleted, text_content = true,
+  batch = render, no_batch = no_such_batch, cannot_cancel = cannot_cancel,
+}, {
+  ["/files/upload"] = { POST = handlers.multipart(upload) },
+  ["/files"] = { GET = list_files },
+  ["/files/{id}/content"] = { GET = "file_content" },
+  ["/files/{id}"] = { GET = "get_file", DELETE = "delete_file" },
+  ["/batches"] = { POST = handlers.json(create_batch), GET = list_batches },
+  ["/batches/{id}"] = { GET = "get_batch" },
+  ["/batches/{id}/cancel"] = { POST = "cancel_batch" },
 })
 
 ---------------------------------------------------------------------------------------------
