@@ -345,7 +345,7 @@ function M.configure(changes)
     and not (changes.content_404_seconds >= 0 and changes.content_404_seconds <= 3600) then
     return nil, "content_404_seconds must be 0 to 3600"
   end
-  if changes.enqueued_token_limit ~= nil and not (changes.enqueued_token_limit >= 0) then
+  if changes.enqueued_token_limit ~= nil and not (changes.enqueued_token_limit >= 0) then -- luacheck: ignore 581 (NaN-safe)
     return nil, "enqueued_token_limit must be 0 or more"
   end
   for k, v in pairs(changes) do state.settings[k] = v end

@@ -163,11 +163,11 @@ local function scan(b, input_path)
   local stage_path = common.temp_path("stage-" .. b.id)
   local stage = assert(io.open(stage_path, "wb"))
   local outcomes, total, valid, problems = {}, 0, 0, {}
-  local tokens = 0 -- the batch's enqueued tokens: a quarter of its valid lines' bytes
+  local enqueued = 0 -- the batch's enqueued tokens: a quarter of its valid lines' bytes
   local ok, err = each_line(input_path, function(n, text)
     if text and not text:find("%S") then return end
     local is_valid, custom_id, result, problem = judge(n, text, b)
-    if is_valid then tokens = tokens + math.ceil(#text / 4) end
+    if is_valid then enqueued = enqueued + math.ceil(#text / 4) end
     total = total + 1
     if is_valid then valid = valid + 1 end
     if problem and #problems < MAX_ERRORS then problems[#problems + 1] = { line = n, message = problem } end
@@ -181,7 +181,7 @@ local function scan(b, input_path)
   b.outcomes = table.concat(outcomes)
   b.total = total
   b.valid = valid
-  b.tokens = tokens
+  b.tokens = enqueued
   if valid == 0 then
     b.fail = true
     if total == 0 and ok then problems = { { code = "empty_file", message = "The input file has no requests." } } end
