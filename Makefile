@@ -226,7 +226,7 @@ build/fuzz/reply_fuzz: fuzz/reply_fuzz.c csrc/reply.c csrc/reply.h csrc/compat.h
 	$(SANITIZE_CC) $(FUZZ_FLAGS) -I$(LUA54_INCDIR) $< csrc/reply.c -o $@ $(LUA54_LIBS)
 
 lint:
-	luacheck lua bin/moonbatch spec examples
+	luacheck lua bin/moonbatch spec examples standin bench
 
 clean:
 	rm -rf build $(ROCK_TREE) moonbatch-*.tar.gz moonbatch-*.src.rock
