@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "compat.h"
+#include "util.h"
 #include "fsutil.h"
 
 /* ** what kind of non-regular file `mode` is, for a message */
@@ -77,7 +77,7 @@ int fsutil_lua_regular_file(lua_State *L)
     struct stat st;
     int fd = fsutil_open_regular(path, &st, why);
     if (fd < 0)
-        return compat_read_failure(L, path, "io", errno, why);
+        return util_read_failure(L, path, "io", errno, why);
     close(fd);
     lua_pushinteger(L, (lua_Integer)st.st_size);
     return 1;

@@ -9,7 +9,7 @@
 
 #include <curl/curl.h>
 
-#include "compat.h"
+#include "util.h"
 #include "multi.h"
 #include "transfer.h"
 
@@ -232,5 +232,5 @@ static const luaL_Reg multi_methods[] = {
 
 void multi_open(lua_State *L, int nup)
 {
-    compat_newclass(L, MULTI_TYPE, multi_methods, nup, multi_close, NULL);
+    util_newclass(L, MULTI_TYPE, multi_methods, nup, multi_close, NULL);
 }

@@ -2,7 +2,7 @@
  * of one generic request (URL, bearer header, form or JSON body) and runs it on a session. */
 #include <string.h>
 
-#include "compat.h"
+#include "util.h"
 #include "ops.h"
 #include "options.h"
 #include "session.h"
@@ -100,7 +100,7 @@ static int run(lua_State *L, int opts, int req, const char *who)
 /* ** append {name=, value=} to the form list at `form` */
 static void add_text_part(lua_State *L, int form, const char *name, int value_idx)
 {
-    value_idx = compat_absindex(L, value_idx);
+    value_idx = util_absindex(L, value_idx);
     lua_createtable(L, 0, 2);
     lua_pushstring(L, name);
     lua_setfield(L, -2, "name");

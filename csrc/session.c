@@ -1,7 +1,7 @@
 /* session.c: the session userdata and the protected run of one transfer on it. */
 #include <string.h>
 
-#include "compat.h"
+#include "util.h"
 #include "session.h"
 #include "transfer.h"
 
@@ -47,7 +47,7 @@ int session_request(lua_State *L, session *s, int opts)
 {
     transfer *t;
     int base, status;
-    opts = compat_absindex(L, opts);
+    opts = util_absindex(L, opts);
     luaL_checktype(L, opts, LUA_TTABLE);
     if (s->easy == NULL)
         luaL_error(L, "moonbatch.core: the session is closed");
@@ -102,5 +102,5 @@ static const luaL_Reg session_methods[] = {
 
 void session_open(lua_State *L, int nup)
 {
-    compat_newclass(L, SESSION_TYPE, session_methods, nup, session_close, session_tostring);
+    util_newclass(L, SESSION_TYPE, session_methods, nup, session_close, session_tostring);
 }

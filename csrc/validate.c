@@ -1389,7 +1389,7 @@ void validate_release(validate_scanner *v)
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "compat.h"
+#include "util.h"
 #include "fsutil.h"
 #include "options.h"
 
@@ -1443,7 +1443,7 @@ static uint64_t option_count(lua_State *L, int idx, const char *name, uint64_t d
 void validate_read_config(lua_State *L, int idx, validate_config *cfg)
 {
     size_t length;
-    idx = compat_absindex(L, idx);
+    idx = util_absindex(L, idx);
     validate_config_defaults(cfg);
     options_check_known(L, idx, validate_options, who);
     cfg->max_lines = option_count(L, idx, "max_lines", cfg->max_lines);
@@ -1466,14 +1466,14 @@ void validate_read_config(lua_State *L, int idx, validate_config *cfg)
 static int job_fail(lua_State *L, validate_job *job, const char *path, const char *kind, int e)
 {
     job_close(job);
-    return compat_read_failure(L, path, kind, e, "out of memory");
+    return util_read_failure(L, path, kind, e, "out of memory");
 }
 
 /* ** nil, msg, {kind = "io", ...} for a file that is not a regular one; closes the job */
 static int job_fail_why(lua_State *L, validate_job *job, const char *path, const char *why)
 {
     job_close(job);
-    return compat_read_failure(L, path, "io", 0, why);
+    return util_read_failure(L, path, "io", 0, why);
 }
 
 static void push_count(lua_State *L, uint64_t n)

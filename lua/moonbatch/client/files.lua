@@ -64,10 +64,12 @@ local function files_upload(self, opts)
     return nil, errors.make(ctx, refused)
   end
   -- a file that cannot be opened fails before any attempt; the check never blocks (a FIFO is
-  -- refused as not a regular file, not opened to wait for a writer)
-  local size, why = fs.size(opts.file)
-  if not size then
-    return nil, errors.make(ctx, { kind = "io", attempts = 0, message = why })
+  -- refused as not a regular file, not opened to wait for a writer). It also takes the identity
+  -- of the file sent, once: an attempt finding it changed (or a read finding it changed while
+  -- it is sent) fails the call, never sends a mix of two files as one.
+  local identity, unreadable = core.file_identity(opts.file)
+  if not identity then
+    return nil, errors.make(ctx, { kind = "io", attempts = 0, message = unreadable })
   end
   -- a provider whose lines differ from OpenAI's sends a rewritten copy (the user's file stays)
   local source, cleanup = opts.file, nil
@@ -77,13 +79,11 @@ local function files_upload(self, opts)
       return nil, errors.make(ctx, { kind = "io", attempts = 0,
         message = ("cannot write the %s copy of '%s': %s"):format(p.name, opts.file, tostring(cleanup)) })
     end
-  end
-  -- the identity of the file sent, taken once: an attempt finding it changed (or a read finding
-  -- it changed while it is sent) fails the call, never sends a mix of two files as one
-  local identity, unreadable = core.file_identity(source)
-  if not identity then
-    if cleanup then cleanup() end
-    return nil, errors.make(ctx, { kind = "io", attempts = 0, message = unreadable })
+    identity, unreadable = core.file_identity(source)
+    if not identity then
+      cleanup()
+      return nil, errors.make(ctx, { kind = "io", attempts = 0, message = unreadable })
+    end
   end
   local validated -- the check's report of the bytes sent, when they passed
   -- the file is checked as it is sent, in the same pass: a bad line found here costs nothing;
