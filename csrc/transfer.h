@@ -91,8 +91,8 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx);
 /* ** release every resource (a multi transfer leaves its multi and frees its own handle);
  * idempotent */
 void transfer_release(lua_State *L, transfer *t);
-/* ** core.file_identity(path): a file's identity (device, inode, size, mtime) as a string, or
- * nil, msg; what a form part's `identity` option expects */
+/* ** core.file_identity(path): a regular file's identity (device, inode, size, mtime) as a string
+ * and its size, or nil, msg, info (opened without blocking); what a form part's `identity` expects */
 int transfer_file_identity(lua_State *L);
 /* ** register the transfer metatable */
 void transfer_open(lua_State *L);
