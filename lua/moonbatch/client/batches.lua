@@ -17,20 +17,7 @@ local create_spec = { input_file_id = "string", endpoint = "string",
                       completion_window = "string", metadata = "table", replace = "table",
                       idempotency_key = "string" }
 
---- Create a batch from an uploaded file.
--- @function batches.create
--- @tparam table opts
--- @tparam string opts.input_file_id the uploaded file's id (required)
--- @tparam[opt="/v1/chat/completions"] string opts.endpoint the endpoint of every request
--- @tparam[opt="24h"] string opts.completion_window how long the provider may take
--- (SiliconFlow: "24h" to "336h")
--- @tparam[opt] table opts.metadata string keys and values kept with the batch (raises on Together)
--- @tparam[opt] table opts.replace `{model = "..."}`: every line's model replaced (SiliconFlow,
--- Together; raises on OpenAI)
--- @tparam[opt] string opts.idempotency_key the request's Idempotency-Key (default: a new one per
--- call, the same on each retry): a caller that may repeat the call after a crash passes its own
--- @treturn table Batch, or `nil, msg, info`
--- @raise on misuse
+-- batches.create: documented in moonbatch.client
 local function batches_create(self, opts)
   args.check("batches.create", opts, create_spec, { "input_file_id" })
   local p = self.provider
@@ -63,20 +50,14 @@ local function batches_create(self, opts)
   })
 end
 
---- One batch.
--- @function batches.get
--- @tparam string id the batch's id
--- @treturn table Batch, or `nil, msg, info`
+-- batches.get: documented in moonbatch.client
 local function batches_get(self, id)
   local p = self.provider
   local path = p.batches_path .. "/" .. escape_id("batches.get", id)
   return call.call(self, { method = "GET", path = path, run = call.exchange(self, "GET", path), parse = p.batch })
 end
 
---- Ask the provider to cancel a batch.
--- @function batches.cancel
--- @tparam string id the batch's id
--- @treturn table Batch (usually "cancelling"), or `nil, msg, info`
+-- batches.cancel: documented in moonbatch.client
 local function batches_cancel(self, id)
   local p = self.provider
   local path = p.batches_path .. "/" .. escape_id("batches.cancel", id) .. "/cancel"
@@ -85,14 +66,7 @@ end
 
 local batches_list_spec = { limit = args.PAGE, after = "string" }
 
---- One page of batches.
--- @function batches.list
--- @tparam[opt] table opts
--- @tparam[opt] integer opts.limit batches per page (where the provider pages them)
--- @tparam[opt] string opts.after the id after which the page starts; raises where the provider
--- has no cursor
--- @treturn table Page of Batch, or `nil, msg, info`
--- @raise on misuse
+-- batches.list: documented in moonbatch.client
 local function batches_list(self, opts)
   args.check("batches.list", opts, batches_list_spec)
   opts = opts or {}
@@ -107,12 +81,7 @@ local function batches_list(self, opts)
   })
 end
 
---- Every batch, page after page.
--- @function batches.each
--- @tparam[opt] table opts
--- @tparam[opt] integer opts.limit batches per page fetched
--- @treturn function an iterator over every Batch; it raises the error message when a page
--- cannot be fetched
+-- batches.each: documented in moonbatch.client
 local function batches_each(self, opts)
   args.check("batches.each", opts, { limit = args.PAGE })
   opts = opts or {}
@@ -132,18 +101,7 @@ local function progress_key(b)
                         b.progress or "" }, "/")
 end
 
---- Wait until a batch is in a final state (completed, failed, expired or cancelled).
--- Polls at growing intervals (x1.5, capped at `max_interval`); inside moonbatch.concurrently
--- the waits let other tasks run.
--- @function batches.wait
--- @tparam string id the batch's id
--- @tparam[opt] table opts
--- @tparam[opt=2] number opts.interval seconds before the first poll again
--- @tparam[opt=30] number opts.max_interval the longest wait between polls
--- @tparam[opt] number opts.timeout give up after this many seconds (also the client's `deadline`)
--- @tparam[opt] function opts.on_update `function(batch)`, called when the status or the counts change
--- @treturn table Batch in a final state, or `nil, msg, info` (`kind = "timeout"` when the time
--- ran out, the batch still running)
+-- batches.wait: documented in moonbatch.client
 local function batches_wait(self, id, opts)
   escape_id("batches.wait", id)
   args.check("batches.wait", opts, wait_spec)

@@ -32,28 +32,7 @@ local upload_spec = { file = "string", purpose = "string", filename = "string",
                       on_progress = "function", validate = "boolean", endpoint = "string",
                       replace_model = "string" }
 
---- Files.
--- The provider's files: batch inputs and the results batches write.
--- @section files
-
---- Upload a batch input file, streamed from disk and checked as it is sent (in the same pass).
--- A line that fails the check stops the upload before its last byte, so the server never gets
--- the file; the result is then as `moonbatch.validate`'s, every problem in `info.problems`.
--- @function files.upload
--- @tparam table opts
--- @tparam string opts.file the path of the file (required)
--- @tparam[opt] string opts.purpose the file's purpose (default: the provider's batch purpose,
--- "batch", or "batch-api" on Together)
--- @tparam[opt] string opts.filename the name the provider gets (default: the file's own)
--- @tparam[opt] function opts.on_progress `function(done_bytes, total_bytes)` during the upload
--- (default: the client's)
--- @tparam[opt=true] boolean opts.validate false to send the file unchecked
--- @tparam[opt] string opts.endpoint the endpoint the lines are checked for (default
--- "/v1/chat/completions")
--- @tparam[opt] string opts.replace_model check the lines as if a batch will replace their model
--- @treturn table File (moonbatch.objects), or `nil, msg, info`: `kind = "io"` when the file
--- cannot be read, `"validation"` when it fails the check (nothing sent)
--- @raise on misuse: `opts` not a table, no `file`, an unknown option or one of the wrong type
+-- files.upload: documented in moonbatch.client
 local function files_upload(self, opts)
   args.check("files.upload", opts, upload_spec, { "file" })
   local p = self.provider
@@ -124,16 +103,7 @@ end
 
 local list_spec = { purpose = "string", limit = args.PAGE, after = "string" }
 
---- One page of files.
--- @function files.list
--- @tparam[opt] table opts
--- @tparam[opt] string opts.purpose only files of this purpose (default: the provider's batch purpose)
--- @tparam[opt=10] integer opts.limit files per page (>= 1)
--- @tparam[opt] string opts.after the id after which the page starts (a previous page's
--- `last_id`); raises on a provider whose file list has no cursor (SiliconFlow)
--- @treturn table Page of File (`{object = "list", data = {...}, has_more, first_id, last_id}`),
--- or `nil, msg, info`
--- @raise on misuse (an unknown option, a limit < 1, `after` where it is not supported)
+-- files.list: documented in moonbatch.client
 local function files_list(self, opts)
   local p = self.provider
   local wanted, query
@@ -168,14 +138,7 @@ end
 
 local each_spec = { purpose = "string", limit = args.PAGE }
 
---- Every file, page after page.
--- @function files.each
--- @tparam[opt] table opts
--- @tparam[opt] string opts.purpose only files of this purpose
--- @tparam[opt] integer opts.limit files per page fetched
--- @treturn function an iterator over every File: `for f in client.files.each() do ... end`;
--- it raises the error message when a page cannot be fetched, or when a page says more follow
--- but brings none
+-- files.each: documented in moonbatch.client
 local function files_each(self, opts)
   args.check("files.each", opts, each_spec)
   opts = opts or {}
@@ -185,20 +148,14 @@ local function files_each(self, opts)
   end, "files", p.files_path)
 end
 
---- One file.
--- @function files.get
--- @tparam string id the file's id
--- @treturn table File, or `nil, msg, info`
+-- files.get: documented in moonbatch.client
 local function files_get(self, id)
   local p = self.provider
   local path = p.files_path .. "/" .. escape_id("files.get", id)
   return call.call(self, { method = "GET", path = path, run = call.exchange(self, "GET", path), parse = p.file })
 end
 
---- Delete a file.
--- @function files.delete
--- @tparam string id the file's id
--- @treturn table `{id = id, deleted = true}`, or `nil, msg, info`
+-- files.delete: documented in moonbatch.client
 local function files_delete(self, id)
   local p = self.provider
   local path = p.files_path .. "/" .. escape_id("files.delete", id)
@@ -244,18 +201,7 @@ local function download_into(self, op, temp, path)
   end
 end
 
---- Download a file (a batch's output or error file) to `path`.
--- The bytes go to a temporary file beside `path`, renamed into place only once the transfer is
--- complete and its length matches the announced one: a failed download leaves nothing at
--- `path` and no temporary file. An id that is a URL (SiliconFlow's result URLs) is fetched
--- without the API key (and plain HTTP only as `allow_http` lets it). A 404 in the first minute
--- after completion (SiliconFlow) is waited out.
--- @function files.download
--- @tparam string id the file's id, or a result URL
--- @tparam string path where the file goes
--- @tparam[opt] table opts
--- @tparam[opt] function opts.on_progress `function(done_bytes, total_bytes)` (default: the client's)
--- @treturn table `{path = path, bytes = n}`, or `nil, msg, info`
+-- files.download: documented in moonbatch.client
 local function files_download(self, id, path, opts)
   args.string("files.download", 1, "id", id)
   args.string("files.download", 2, "path", path)
@@ -314,14 +260,7 @@ end
 
 local many_spec = { concurrency = args.CONCURRENCY, validate = "boolean" }
 
---- Upload many files at once, on one connection pool (see moonbatch.concurrently).
--- @function files.upload_many
--- @tparam table list `{ {file = ...}, ... }`, each entry the options of `files.upload`
--- @tparam[opt] table opts
--- @tparam[opt=8] integer opts.concurrency uploads at once
--- @tparam[opt] boolean opts.validate the default of each entry's `validate`
--- @treturn table one result per entry, in order: `{file = File}` or `{error = msg, info = info}`
--- @raise on misuse of `list`, of any entry or of `opts`, before anything is sent
+-- files.upload_many: documented in moonbatch.client
 local function files_upload_many(self, list, opts)
   if type(list) ~= "table" then
     error(("files.upload_many: bad argument #1 (table expected, got %s)"):format(type(list)), 3)

@@ -70,8 +70,6 @@ client.insecure = call.insecure
 -- @return the value `op.parse` made, or `nil, msg, info`
 client.call = call.call
 
---- Client.
--- @section client
 
 
 local function env(name)
@@ -143,6 +141,138 @@ function client.new(opts)
     __tostring = function() return ("moonbatch client (%s, %s)"):format(name, self.base_url) end,
   })
 end
+
+--- Files.
+-- The provider's files: batch inputs and the results batches write.
+-- @section files
+
+--- Upload a batch input file, streamed from disk and checked as it is sent (in the same pass).
+-- A line that fails the check stops the upload before its last byte, so the server never gets
+-- the file; the result is then as `moonbatch.validate`'s, every problem in `info.problems`.
+-- @function files.upload
+-- @tparam table opts
+-- @tparam string opts.file the path of the file (required)
+-- @tparam[opt] string opts.purpose the file's purpose (default: the provider's batch purpose,
+-- "batch", or "batch-api" on Together)
+-- @tparam[opt] string opts.filename the name the provider gets (default: the file's own)
+-- @tparam[opt] function opts.on_progress `function(done_bytes, total_bytes)` during the upload
+-- (default: the client's)
+-- @tparam[opt=true] boolean opts.validate false to send the file unchecked
+-- @tparam[opt] string opts.endpoint the endpoint the lines are checked for (default
+-- "/v1/chat/completions")
+-- @tparam[opt] string opts.replace_model check the lines as if a batch will replace their model
+-- @treturn table File (moonbatch.objects), or `nil, msg, info`: `kind = "io"` when the file
+-- cannot be read, `"validation"` when it fails the check (nothing sent)
+-- @raise on misuse: `opts` not a table, no `file`, an unknown option or one of the wrong type
+
+--- One page of files.
+-- @function files.list
+-- @tparam[opt] table opts
+-- @tparam[opt] string opts.purpose only files of this purpose (default: the provider's batch purpose)
+-- @tparam[opt=10] integer opts.limit files per page (>= 1)
+-- @tparam[opt] string opts.after the id after which the page starts (a previous page's
+-- `last_id`); raises on a provider whose file list has no cursor (SiliconFlow)
+-- @treturn table Page of File (`{object = "list", data = {...}, has_more, first_id, last_id}`),
+-- or `nil, msg, info`
+-- @raise on misuse (an unknown option, a limit < 1, `after` where it is not supported)
+
+--- Every file, page after page.
+-- @function files.each
+-- @tparam[opt] table opts
+-- @tparam[opt] string opts.purpose only files of this purpose
+-- @tparam[opt] integer opts.limit files per page fetched
+-- @treturn function an iterator over every File: `for f in client.files.each() do ... end`;
+-- it raises the error message when a page cannot be fetched, or when a page says more follow
+-- but brings none
+
+--- One file.
+-- @function files.get
+-- @tparam string id the file's id
+-- @treturn table File, or `nil, msg, info`
+
+--- Delete a file.
+-- @function files.delete
+-- @tparam string id the file's id
+-- @treturn table `{id = id, deleted = true}`, or `nil, msg, info`
+
+--- Download a file (a batch's output or error file) to `path`.
+-- The bytes go to a temporary file beside `path`, renamed into place only once the transfer is
+-- complete and its length matches the announced one: a failed download leaves nothing at
+-- `path` and no temporary file. An id that is a URL (SiliconFlow's result URLs) is fetched
+-- without the API key (and plain HTTP only as `allow_http` lets it). A 404 in the first minute
+-- after completion (SiliconFlow) is waited out.
+-- @function files.download
+-- @tparam string id the file's id, or a result URL
+-- @tparam string path where the file goes
+-- @tparam[opt] table opts
+-- @tparam[opt] function opts.on_progress `function(done_bytes, total_bytes)` (default: the client's)
+-- @treturn table `{path = path, bytes = n}`, or `nil, msg, info`
+
+--- Upload many files at once, on one connection pool (see moonbatch.concurrently).
+-- @function files.upload_many
+-- @tparam table list `{ {file = ...}, ... }`, each entry the options of `files.upload`
+-- @tparam[opt] table opts
+-- @tparam[opt=8] integer opts.concurrency uploads at once
+-- @tparam[opt] boolean opts.validate the default of each entry's `validate`
+-- @treturn table one result per entry, in order: `{file = File}` or `{error = msg, info = info}`
+-- @raise on misuse of `list`, of any entry or of `opts`, before anything is sent
+
+--- Create a batch from an uploaded file.
+-- @function batches.create
+-- @tparam table opts
+-- @tparam string opts.input_file_id the uploaded file's id (required)
+-- @tparam[opt="/v1/chat/completions"] string opts.endpoint the endpoint of every request
+-- @tparam[opt="24h"] string opts.completion_window how long the provider may take
+-- (SiliconFlow: "24h" to "336h")
+-- @tparam[opt] table opts.metadata string keys and values kept with the batch (raises on Together)
+-- @tparam[opt] table opts.replace `{model = "..."}`: every line's model replaced (SiliconFlow,
+-- Together; raises on OpenAI)
+-- @tparam[opt] string opts.idempotency_key the request's Idempotency-Key (default: a new one per
+-- call, the same on each retry): a caller that may repeat the call after a crash passes its own
+-- @treturn table Batch, or `nil, msg, info`
+-- @raise on misuse
+
+--- One batch.
+-- @function batches.get
+-- @tparam string id the batch's id
+-- @treturn table Batch, or `nil, msg, info`
+
+--- Ask the provider to cancel a batch.
+-- @function batches.cancel
+-- @tparam string id the batch's id
+-- @treturn table Batch (usually "cancelling"), or `nil, msg, info`
+
+--- One page of batches.
+-- @function batches.list
+-- @tparam[opt] table opts
+-- @tparam[opt] integer opts.limit batches per page (where the provider pages them)
+-- @tparam[opt] string opts.after the id after which the page starts; raises where the provider
+-- has no cursor
+-- @treturn table Page of Batch, or `nil, msg, info`
+-- @raise on misuse
+
+--- Every batch, page after page.
+-- @function batches.each
+-- @tparam[opt] table opts
+-- @tparam[opt] integer opts.limit batches per page fetched
+-- @treturn function an iterator over every Batch; it raises the error message when a page
+-- cannot be fetched
+
+--- Wait until a batch is in a final state (completed, failed, expired or cancelled).
+-- Polls at growing intervals (x1.5, capped at `max_interval`); inside moonbatch.concurrently
+-- the waits let other tasks run.
+-- @function batches.wait
+-- @tparam string id the batch's id
+-- @tparam[opt] table opts
+-- @tparam[opt=2] number opts.interval seconds before the first poll again
+-- @tparam[opt=30] number opts.max_interval the longest wait between polls
+-- @tparam[opt] number opts.timeout give up after this many seconds (also the client's `deadline`)
+-- @tparam[opt] function opts.on_update `function(batch)`, called when the status or the counts change
+-- @treturn table Batch in a final state, or `nil, msg, info` (`kind = "timeout"` when the time
+-- ran out, the batch still running)
+
+--- Client.
+-- @section client
 
 --- Close the client's connection now rather than at garbage collection. A call made on the
 -- client after it raises ("the session is closed").
