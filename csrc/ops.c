@@ -99,7 +99,7 @@ static int new_request(lua_State *L, int opts, const char *who, const char *meth
     return req;
 }
 
-/* ** run the request table at `req` on opts.session or the default session (upvalue 3); with
+/* ** run the request table at `req` on opts.session or the default session (upvalue 2); with
  * opts.prepare, return the table instead, for a scheduler to run (it holds the bearer key) */
 static int run(lua_State *L, int opts, int req, const char *who)
 {
@@ -112,7 +112,7 @@ static int run(lua_State *L, int opts, int req, const char *who)
     if (options_get(L, opts, "session", LUA_TUSERDATA, who))
         s = session_check(L, -1, "option 'session'");
     else
-        s = session_check(L, lua_upvalueindex(3), "default session");
+        s = session_check(L, lua_upvalueindex(2), "default session");
     lua_pop(L, 1);
     return session_request(L, s, req);
 }

@@ -609,11 +609,10 @@ static int decode_json(lua_State *L, decoder *d, const char *body, size_t len)
 
 /* ---------------------------------------------------------------- the reply */
 
-void reply_push(lua_State *L, int decode_idx, long status, const char *head, size_t headlen,
-                const char *body, size_t bodylen)
+void reply_push(lua_State *L, long status, const char *head, size_t headlen, const char *body,
+                size_t bodylen)
 {
     int res_idx, headers_idx;
-    (void)decode_idx; /* the body is decoded by decode_json (see the top of the file) */
     lua_createtable(L, 0, 8);
     res_idx = lua_gettop(L);
     lua_pushinteger(L, (lua_Integer)status);

@@ -27,20 +27,20 @@ session *session_check(lua_State *L, int idx, const char *arg)
 }
 
 /* ** everything that can raise, run under lua_pcall by session_request:
- * upvalues: decode, encode; arguments: session, transfer, options */
+ * upvalue: encode; arguments: session, transfer, options */
 static int protected_request(lua_State *L)
 {
     session *s = (session *)lua_touserdata(L, 1);
     transfer *t = (transfer *)lua_touserdata(L, 2);
     CURLcode code;
-    if (transfer_setup(L, t, s->easy, 3, lua_upvalueindex(2)) != 0) {
+    if (transfer_setup(L, t, s->easy, 3, lua_upvalueindex(1)) != 0) {
         transfer_fail(L, "io", t->failure);
         return 3;
     }
     s->busy = 1;
     code = curl_easy_perform(s->easy);
     s->busy = 0;
-    return transfer_finish(L, t, code, lua_upvalueindex(1));
+    return transfer_finish(L, t, code);
 }
 
 int session_request(lua_State *L, session *s, int opts)
@@ -56,8 +56,7 @@ int session_request(lua_State *L, session *s, int opts)
     t = transfer_new(L); /* kept on the stack, so it outlives the protected call */
     base = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushvalue(L, lua_upvalueindex(2));
-    lua_pushcclosure(L, protected_request, 2);
+    lua_pushcclosure(L, protected_request, 1);
     lua_pushlightuserdata(L, s);
     lua_pushvalue(L, base);
     lua_pushvalue(L, opts);

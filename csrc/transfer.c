@@ -976,10 +976,9 @@ static const char *failure_kind(CURLcode code)
     }
 }
 
-int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
+int transfer_finish(lua_State *L, transfer *t, CURLcode code)
 {
     long status = 0;
-    decode_idx = util_absindex(L, decode_idx);
     final_progress(L, t);
     if (t->error_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, t->error_ref);
@@ -1023,7 +1022,7 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
     {
         long connects = 0;
         double seconds = 0;
-        reply_push(L, decode_idx, status, t->head.data ? t->head.data : "", t->head.len,
+        reply_push(L, status, t->head.data ? t->head.data : "", t->head.len,
                    t->body.data ? t->body.data : "", t->body.len);
         curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
         curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &seconds);
