@@ -11,8 +11,9 @@
 /* a stack index that stays valid while the stack grows; pseudo-indices are left alone */
 #define util_absindex(L, i) ((i) < 0 && (i) > LUA_REGISTRYINDEX ? lua_gettop(L) + (i) + 1 : (i))
 
-/* room for a message naming a path (longer paths are cut, the message stays one line) */
-#define UTIL_MESSAGE_SIZE 600
+/* room for a message naming a path: any path the system can open (PATH_MAX is 4096 on Linux)
+ * and its reason; a longer one is cut */
+#define UTIL_MESSAGE_SIZE (4096 + 256)
 
 /* "cannot read 'PATH': REASON" into buf (n bytes), REASON strerror(e), or `why` when e is 0;
  * every such message of the C side is made here. Returns buf. */
@@ -23,17 +24,14 @@ static inline const char *util_read_message(char *buf, size_t n, const char *pat
     return buf;
 }
 
-/* a file that cannot be read: pushes nil, "cannot read 'PATH': REASON" and
- * {kind =, path =, message =[, errno =]}; REASON is strerror(e), or `why` when e is 0 */
-static inline int util_read_failure(lua_State *L, const char *path, const char *kind, int e,
-                                    const char *why)
+/* a failure on a file: pushes nil, msg and {kind =, path =, message = msg[, errno = e]} (on the
+ * stack top, for the caller to add to); returns 3 */
+static inline int util_file_failure(lua_State *L, const char *kind, const char *path,
+                                    const char *msg, int e)
 {
-    char buf[UTIL_MESSAGE_SIZE];
-    const char *msg;
     lua_pushnil(L);
-    lua_pushstring(L, util_read_message(buf, sizeof buf, path, e, why));
-    msg = lua_tostring(L, -1);
-    lua_createtable(L, 0, 4);
+    lua_pushstring(L, msg);
+    lua_createtable(L, 0, 5);
     lua_pushstring(L, kind);
     lua_setfield(L, -2, "kind");
     lua_pushstring(L, path);
@@ -45,6 +43,15 @@ static inline int util_read_failure(lua_State *L, const char *path, const char *
         lua_setfield(L, -2, "errno");
     }
     return 3;
+}
+
+/* a file that cannot be read: pushes nil, "cannot read 'PATH': REASON" and
+ * {kind =, path =, message =[, errno =]}; REASON is strerror(e), or `why` when e is 0 */
+static inline int util_read_failure(lua_State *L, const char *path, const char *kind, int e,
+                                    const char *why)
+{
+    char buf[UTIL_MESSAGE_SIZE];
+    return util_file_failure(L, kind, path, util_read_message(buf, sizeof buf, path, e, why), e);
 }
 
 /* the metatable of a userdata type with methods: `methods` (closing over the `nup` values
