@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "compat.h"
+#include "jsonbytes.h"
 #include "reply.h"
 
 #define REPLY_MAX_DEPTH 1000
@@ -170,16 +171,9 @@ static void add_utf8(luaL_Buffer *b, unsigned cp)
     }
 }
 
-#define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
 /* bytes that end a plain run inside a string: '"', '\\' and the first byte of a UTF-8 sequence
  * (checked apart) */
-static const unsigned char string_stop[256] = {
-    R16(0), R16(0),
-    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x22 '"' */
-    R16(0), R16(0),
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 0x5C '\\' */
-    R16(0), R16(0),
-    R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1)};
+static const unsigned char string_stop[256] = JSON_STRING_BYTES(0, 1, 0, 1);
 
 /* ** the length of the well-formed UTF-8 sequence at p (whose first byte is 0x80 or above), or
  * 0: no overlong form, no surrogate, nothing past U+10FFFF, nothing cut short */

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonbytes.h"
 #include "validate.h"
 
 #if defined(__GNUC__)
@@ -66,15 +67,8 @@ enum number { N_MINUS, N_ZERO, N_INT, N_DOT, N_FRACTION, N_E, N_E_SIGN, N_EXPONE
 static const char *const type_names[] = {"nothing", "an object", "an array", "a string",
                                          "a number", "a boolean", "null"};
 
-#define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
 /* bytes a string may hold as they are: not '"', '\\', a control character or non-ASCII */
-static const unsigned char string_plain[256] = {
-    R16(0), R16(0),
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x22 '"' */
-    R16(1), R16(1),
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x5C '\\' */
-    R16(1), R16(1),
-    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0)};
+static const unsigned char string_plain[256] = JSON_STRING_BYTES(0, 0, 1, 0);
 
 #define MALFORMED "a malformed sequence starting with byte"
 #define OFFSET(v, p) ((v)->chunk_offset + (uint64_t)((p) - (v)->chunk))
