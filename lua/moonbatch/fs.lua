@@ -75,13 +75,17 @@ function fs.write_atomic(path, temp, text)
   return fs.commit(temp, path)
 end
 
+-- everything `f` (an open file or pipe, or nil) holds, `f` closed; nil when `f` is nil
+local function read_all(f)
+  if not f then return nil end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
 --- A command's standard output (sh, through io.popen), or nil when it cannot be started.
 function fs.capture(command)
-  local p = io.popen(command, "r")
-  if not p then return nil end
-  local out = p:read("*a")
-  p:close()
-  return out
+  return read_all(io.popen(command, "r"))
 end
 
 --- `s` without leading and trailing white space.
@@ -91,11 +95,7 @@ end
 
 --- The bytes of the file at `path`, or nil when it cannot be read.
 function fs.read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
+  return read_all((io.open(path, "rb")))
 end
 
 return fs

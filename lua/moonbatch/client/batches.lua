@@ -53,15 +53,13 @@ end
 -- batches.get: documented in moonbatch.client
 local function batches_get(self, id)
   local p = self.provider
-  local path = p.batches_path .. "/" .. escape_id("batches.get", id)
-  return call.call(self, { method = "GET", path = path, run = call.exchange(self, "GET", path), parse = p.batch })
+  return call.on_path(self, "GET", p.batches_path .. "/" .. escape_id("batches.get", id), p.batch)
 end
 
 -- batches.cancel: documented in moonbatch.client
 local function batches_cancel(self, id)
   local p = self.provider
-  local path = p.batches_path .. "/" .. escape_id("batches.cancel", id) .. "/cancel"
-  return call.call(self, { method = "POST", path = path, run = call.exchange(self, "POST", path), parse = p.batch })
+  return call.on_path(self, "POST", p.batches_path .. "/" .. escape_id("batches.cancel", id) .. "/cancel", p.batch)
 end
 
 local batches_list_spec = { limit = args.PAGE, after = "string" }

@@ -297,6 +297,17 @@ function M.escape_id(who, id)
   return (id:gsub("[^A-Za-z0-9%-._~]", function(c) return ("%%%02X"):format(c:byte()) end))
 end
 
+--- One call of `method` on `path` below base_url, its reply made by `parse` (files.get,
+-- batches.get, batches.cancel, ...).
+-- @tparam table self a client
+-- @tparam string method
+-- @tparam string path
+-- @tparam function parse
+-- @return the value, or `nil, msg, info`
+function M.on_path(self, method, path, parse)
+  return M.call(self, { method = method, path = path, run = M.exchange(self, method, path), parse = parse })
+end
+
 --- An iterator over every item of the pages `list(after)` fetches (files.each, batches.each);
 -- it raises when a page fails.
 -- @tparam table self a client

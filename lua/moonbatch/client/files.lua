@@ -151,23 +151,18 @@ end
 -- files.get: documented in moonbatch.client
 local function files_get(self, id)
   local p = self.provider
-  local path = p.files_path .. "/" .. escape_id("files.get", id)
-  return call.call(self, { method = "GET", path = path, run = call.exchange(self, "GET", path), parse = p.file })
+  return call.on_path(self, "GET", p.files_path .. "/" .. escape_id("files.get", id), p.file)
 end
 
 -- files.delete: documented in moonbatch.client
 local function files_delete(self, id)
   local p = self.provider
-  local path = p.files_path .. "/" .. escape_id("files.delete", id)
-  return call.call(self, {
-    method = "DELETE", path = path, run = call.exchange(self, "DELETE", path),
-    parse = function(body)
-      if type(body) == "table" and body.deleted == true then
-        return { id = type(body.id) == "string" and body.id or id, deleted = true }
-      end
-      return nil, { kind = "api", message = "the file was not deleted" }
-    end,
-  })
+  return call.on_path(self, "DELETE", p.files_path .. "/" .. escape_id("files.delete", id), function(body)
+    if type(body) == "table" and body.deleted == true then
+      return { id = type(body.id) == "string" and body.id or id, deleted = true }
+    end
+    return nil, { kind = "api", message = "the file was not deleted" }
+  end)
 end
 
 local download_spec = { on_progress = "function" }
