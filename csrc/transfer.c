@@ -466,14 +466,7 @@ void transfer_open(lua_State *L)
 
 int transfer_fail(lua_State *L, const char *kind, const char *msg)
 {
-    lua_pushnil(L);
-    lua_pushstring(L, msg);
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    lua_pushstring(L, msg);
-    lua_setfield(L, -2, "message");
-    return 3;
+    return util_failure(L, kind, msg);
 }
 
 /* ---------------------------------------------------------------- libcurl callbacks */

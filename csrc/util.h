@@ -24,20 +24,27 @@ static inline const char *util_read_message(char *buf, size_t n, const char *pat
     return buf;
 }
 
-/* a failure on a file: pushes nil, msg and {kind =, path =, message = msg[, errno = e]} (on the
- * stack top, for the caller to add to); returns 3 */
-static inline int util_file_failure(lua_State *L, const char *kind, const char *path,
-                                    const char *msg, int e)
+/* a runtime failure: pushes nil, msg and {kind =, message = msg} (on the stack top, for the
+ * caller to add to); returns 3 */
+static inline int util_failure(lua_State *L, const char *kind, const char *msg)
 {
     lua_pushnil(L);
     lua_pushstring(L, msg);
     lua_createtable(L, 0, 5);
     lua_pushstring(L, kind);
     lua_setfield(L, -2, "kind");
-    lua_pushstring(L, path);
-    lua_setfield(L, -2, "path");
     lua_pushstring(L, msg);
     lua_setfield(L, -2, "message");
+    return 3;
+}
+
+/* a failure on a file: util_failure's, with path = path[, errno = e] */
+static inline int util_file_failure(lua_State *L, const char *kind, const char *path,
+                                    const char *msg, int e)
+{
+    util_failure(L, kind, msg);
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
     if (e) {
         lua_pushinteger(L, e);
         lua_setfield(L, -2, "errno");
