@@ -33,6 +33,15 @@ function fs.size(path)
   return core().regular_file(path)
 end
 
+--- "cannot read 'PATH': REASON", the message of a file that cannot be read, made here for the Lua
+-- layer as moonbatch.core makes it for the C side (util_read_message).
+-- @tparam string path
+-- @param why the reason (io.open's error, or any value)
+-- @treturn string
+function fs.cannot_read(path, why)
+  return ("cannot read '%s': %s"):format(path, tostring(why))
+end
+
 --- `bytes` random bytes as hex (from /dev/urandom, else math.random): names no other process
 -- picks.
 function fs.random_hex(bytes)
