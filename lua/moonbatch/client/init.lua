@@ -116,23 +116,16 @@ function client.new(opts)
     -- the fixed segments of the provider's paths, never redacted as if they were a short key
     own_segments = errors.segments({ p.upload_path, p.files_path, p.batches_path }),
   }
-  self.files = {
-    upload = function(o) return files.upload(self, o) end,
-    list = function(o) return files.list(self, o) end,
-    each = function(o) return files.each(self, o) end,
-    get = function(id) return files.get(self, id) end,
-    delete = function(id) return files.delete(self, id) end,
-    download = function(id, path, o) return files.download(self, id, path, o) end,
-    upload_many = function(list, o) return files.upload_many(self, list, o) end,
-  }
-  self.batches = {
-    create = function(o) return batches.create(self, o) end,
-    get = function(id) return batches.get(self, id) end,
-    list = function(o) return batches.list(self, o) end,
-    each = function(o) return batches.each(self, o) end,
-    cancel = function(id) return batches.cancel(self, id) end,
-    wait = function(id, o) return batches.wait(self, id, o) end,
-  }
+  -- the operations, each bound to this client (called as client.files.upload{...})
+  self.files, self.batches = {}, {}
+  for _, op_name in ipairs({ "upload", "list", "each", "get", "delete", "download", "upload_many" }) do
+    local op = files[op_name]
+    self.files[op_name] = function(...) return op(self, ...) end
+  end
+  for _, op_name in ipairs({ "create", "get", "list", "each", "cancel", "wait" }) do
+    local op = batches[op_name]
+    self.batches[op_name] = function(...) return op(self, ...) end
+  end
   -- client.close(): documented below, with the operations
   function self.close()
     self.session:close()
