@@ -57,7 +57,7 @@ $(MODULE): $(OBJECTS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(OBJECTS) $(CURL_LIBS) $(THREAD_LIBS)
 
-$(BUILD)/obj/store/%.o: csrc/store/%.c csrc/compat.h
+$(BUILD)/obj/store/%.o: csrc/store/%.c csrc/compat.h csrc/util.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARNINGS) $(CPPFLAGS) $(CFLAGS) -fPIC -I$(LUA_INCDIR) $(if $(SQLITE_INCDIR),-I$(SQLITE_INCDIR)) -c $< -o $@
 
@@ -213,15 +213,15 @@ fuzz:
 	@$(MAKE) --no-print-directory $(FUZZERS)
 	@scripts/fuzz $(FUZZ_SECONDS) $(FUZZERS)
 
-build/fuzz/validate_fuzz: fuzz/validate_fuzz.c csrc/validate.c csrc/validate.h
+build/fuzz/validate_fuzz: fuzz/validate_fuzz.c csrc/validate.c csrc/validate.h csrc/jsonbytes.h
 	@mkdir -p $(dir $@)
 	$(SANITIZE_CC) $(FUZZ_FLAGS) -DVALIDATE_CORE_ONLY $< csrc/validate.c -o $@
 
-build/fuzz/validate_fuzz_nosimd: fuzz/validate_fuzz.c csrc/validate.c csrc/validate.h
+build/fuzz/validate_fuzz_nosimd: fuzz/validate_fuzz.c csrc/validate.c csrc/validate.h csrc/jsonbytes.h
 	@mkdir -p $(dir $@)
 	$(SANITIZE_CC) $(FUZZ_FLAGS) -DVALIDATE_CORE_ONLY -DVALIDATE_NO_SIMD $< csrc/validate.c -o $@
 
-build/fuzz/reply_fuzz: fuzz/reply_fuzz.c csrc/reply.c csrc/reply.h csrc/compat.h
+build/fuzz/reply_fuzz: fuzz/reply_fuzz.c csrc/reply.c csrc/reply.h csrc/compat.h csrc/jsonbytes.h
 	@mkdir -p $(dir $@)
 	$(SANITIZE_CC) $(FUZZ_FLAGS) -I$(LUA54_INCDIR) $< csrc/reply.c -o $@ $(LUA54_LIBS)
 

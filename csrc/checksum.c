@@ -102,7 +102,7 @@ void checksum_sha256_finish(checksum_sha256 *c, unsigned char digest[CHECKSUM_DI
 }
 
 #ifndef CHECKSUM_CORE_ONLY
-#include "compat.h"
+#include "util.h"
 #include "fsutil.h"
 
 #define CHUNK_SIZE (256 * 1024)
@@ -129,7 +129,7 @@ static int fail(lua_State *L, int fd, const char *path, int e, const char *why)
 {
     if (fd >= 0)
         close(fd);
-    return compat_read_failure(L, path, "io", e, why);
+    return util_read_failure(L, path, "io", e, why);
 }
 
 int checksum_file(lua_State *L)

@@ -2,13 +2,8 @@
 #ifndef MOONBATCH_COMPAT_H
 #define MOONBATCH_COMPAT_H
 
-#include <string.h>
-
 #include "lua.h"
 #include "lauxlib.h"
-
-/* a stack index that stays valid while the stack grows; pseudo-indices are left alone */
-#define compat_absindex(L, i) ((i) < 0 && (i) > LUA_REGISTRYINDEX ? lua_gettop(L) + (i) + 1 : (i))
 
 #if LUA_VERSION_NUM < 502
 
@@ -56,53 +51,5 @@ static inline void compat_setmetatable(lua_State *L, const char *tname)
 #endif /* !luaL_newlib */
 
 #endif /* LUA_VERSION_NUM < 502 */
-
-/* a file that cannot be read: pushes nil, "cannot read 'PATH': REASON" and
- * {kind =, path =, message =[, errno =]}; REASON is strerror(e), or `why` when e is 0 */
-static inline int compat_read_failure(lua_State *L, const char *path, const char *kind, int e,
-                                      const char *why)
-{
-    const char *msg;
-    lua_pushnil(L);
-    msg = lua_pushfstring(L, "cannot read '%s': %s", path, e ? strerror(e) : why);
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    lua_pushstring(L, path);
-    lua_setfield(L, -2, "path");
-    lua_pushstring(L, msg);
-    lua_setfield(L, -2, "message");
-    if (e) {
-        lua_pushinteger(L, e);
-        lua_setfield(L, -2, "errno");
-    }
-    return 3;
-}
-
-/* the metatable of a userdata type with methods: `methods` (closing over the `nup` values
- * below them on the stack, which stay there) in __index, `close` as __gc and, on 5.4, __close,
- * and `tostring` as __tostring when given */
-static inline void compat_newclass(lua_State *L, const char *tname, const luaL_Reg *methods, int nup,
-                                   lua_CFunction close, lua_CFunction tostring)
-{
-    int i;
-    luaL_newmetatable(L, tname);
-    lua_newtable(L);
-    for (i = 0; i < nup; i++)
-        lua_pushvalue(L, -2 - nup);
-    luaL_setfuncs(L, methods, nup);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, close);
-    lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-    lua_pushcfunction(L, close);
-    lua_setfield(L, -2, "__close");
-#endif
-    if (tostring != NULL) {
-        lua_pushcfunction(L, tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
-}
 
 #endif

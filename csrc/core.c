@@ -3,8 +3,7 @@
  *
  * Caveats: request JSON is written by a private lua-cjson instance (cjson.new()), so a user's
  * cjson settings do not change what moonbatch sends (it writes "/" as "\/", valid JSON); replies
- * are decoded by reply.c (no cjson.null, integral numbers as integers), the cjson decode upvalue
- * is kept only for transfer_finish's signature. */
+ * are decoded by reply.c (no cjson.null, integral numbers as integers). */
 #include <errno.h>
 #include <time.h>
 
@@ -20,7 +19,7 @@
 #include "url.h"
 #include "validate.h"
 
-#define NUPVALUES 3 /* decode, encode, default session */
+#define NUPVALUES 2 /* encode, default session */
 
 /* core.request{url, method, headers, body | json | form, timeout, ...} on opts.session or the
  * default session: one exchange, `body, res` or `nil, msg, info` */
@@ -29,7 +28,7 @@ static int core_request(lua_State *L)
     session *s;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "session");
-    s = lua_isnil(L, -1) ? session_check(L, lua_upvalueindex(3), "default session")
+    s = lua_isnil(L, -1) ? session_check(L, lua_upvalueindex(2), "default session")
                          : session_check(L, -1, "option 'session'");
     lua_pop(L, 1);
     return session_request(L, s, 1);
@@ -181,19 +180,19 @@ int luaopen_moonbatch_core(lua_State *L)
     }
     transfer_open(L);
 
-    /* upvalues: a private lua-cjson instance's decode and encode, and the default session */
+    /* upvalues: a private lua-cjson instance's encode (for `json` bodies; replies are decoded by
+     * reply.c), and the default session */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
     lua_call(L, 1, 1);
     lua_getfield(L, -1, "new");
     lua_call(L, 0, 1);
     lua_remove(L, -2);
-    lua_getfield(L, -1, "decode");
-    lua_getfield(L, -2, "encode");
-    lua_remove(L, -3);
-    up = lua_gettop(L) - 1;
-    session_open(L, 2); /* a session's request method needs decode and encode */
-    multi_open(L, 2);
+    lua_getfield(L, -1, "encode");
+    lua_remove(L, -2);
+    up = lua_gettop(L);
+    session_open(L, 1); /* a session's request method needs encode */
+    multi_open(L, 1);
     session_new(L);
 
     lua_newtable(L);

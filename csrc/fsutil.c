@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "compat.h"
+#include "util.h"
 #include "fsutil.h"
 
 /* ** what kind of non-regular file `mode` is, for a message */
@@ -77,7 +77,7 @@ int fsutil_lua_regular_file(lua_State *L)
     struct stat st;
     int fd = fsutil_open_regular(path, &st, why);
     if (fd < 0)
-        return compat_read_failure(L, path, "io", errno, why);
+        return util_read_failure(L, path, "io", errno, why);
     close(fd);
     lua_pushinteger(L, (lua_Integer)st.st_size);
     return 1;
@@ -111,18 +111,9 @@ static int sync_path(const char *path, int directory)
 /* ** nil, "cannot commit 'TARGET': STEP: REASON", {kind = "io", path, message, errno, step} */
 static int commit_failure(lua_State *L, const char *target, const char *step, int e)
 {
-    const char *msg;
-    lua_pushnil(L);
-    msg = lua_pushfstring(L, "cannot commit '%s': %s: %s", target, step, strerror(e));
-    lua_createtable(L, 0, 5);
-    lua_pushliteral(L, "io");
-    lua_setfield(L, -2, "kind");
-    lua_pushstring(L, target);
-    lua_setfield(L, -2, "path");
-    lua_pushstring(L, msg);
-    lua_setfield(L, -2, "message");
-    lua_pushinteger(L, e);
-    lua_setfield(L, -2, "errno");
+    char msg[UTIL_MESSAGE_SIZE];
+    snprintf(msg, sizeof msg, "cannot commit '%s': %s: %s", target, step, strerror(e));
+    util_file_failure(L, "io", target, msg, e);
     lua_pushstring(L, step);
     lua_setfield(L, -2, "step");
     return 3;

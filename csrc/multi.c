@@ -9,7 +9,7 @@
 
 #include <curl/curl.h>
 
-#include "compat.h"
+#include "util.h"
 #include "multi.h"
 #include "transfer.h"
 
@@ -77,7 +77,7 @@ static int multi_add(lua_State *L)
     t->owns_easy = 1;
     t->easy_owned = easy;
     t->runner = &m->L;
-    if (transfer_setup(L, t, easy, 2, lua_upvalueindex(2)) != 0) {
+    if (transfer_setup(L, t, easy, 2, lua_upvalueindex(1)) != 0) {
         transfer_release(L, t);
         return transfer_fail(L, "io", t->failure);
     }
@@ -122,13 +122,13 @@ static int multi_wait(lua_State *L)
     return 1;
 }
 
-/* ** under lua_pcall: upvalue decode; arguments: transfer (light), code -> its results */
+/* ** under lua_pcall: arguments: transfer (light), code -> its results */
 static int finish_transfer(lua_State *L)
 {
     transfer *t = (transfer *)lua_touserdata(L, 1);
     CURLcode code = (CURLcode)lua_tointeger(L, 2);
     lua_settop(L, 0);
-    return transfer_finish(L, t, code, lua_upvalueindex(1));
+    return transfer_finish(L, t, code);
 }
 
 /* m:info() -> { {handle = h, n = k, ...results} or {handle = h, raised = err}, ... } for the
@@ -157,8 +157,7 @@ static int multi_info(lua_State *L)
         lua_remove(L, -2);
         lua_setfield(L, -2, "handle");
         base = lua_gettop(L);
-        lua_pushvalue(L, lua_upvalueindex(1));
-        lua_pushcclosure(L, finish_transfer, 1);
+        lua_pushcfunction(L, finish_transfer);
         lua_pushlightuserdata(L, t);
         lua_pushinteger(L, (lua_Integer)code);
         status = lua_pcall(L, 2, LUA_MULTRET, 0);
@@ -232,5 +231,5 @@ static const luaL_Reg multi_methods[] = {
 
 void multi_open(lua_State *L, int nup)
 {
-    compat_newclass(L, MULTI_TYPE, multi_methods, nup, multi_close, NULL);
+    util_newclass(L, MULTI_TYPE, multi_methods, nup, multi_close, NULL);
 }

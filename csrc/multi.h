@@ -8,7 +8,7 @@
 
 /* ** push a new multi; raises when libcurl cannot make one */
 int multi_new(lua_State *L);
-/* ** register the metatable; the methods get the `nup` upvalues (decode, encode) on the stack top */
+/* ** register the metatable; the methods get the `nup` upvalues (encode) on the stack top */
 void multi_open(lua_State *L, int nup);
 
 #endif

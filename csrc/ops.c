@@ -2,7 +2,7 @@
  * of one generic request (URL, bearer header, form or JSON body) and runs it on a session. */
 #include <string.h>
 
-#include "compat.h"
+#include "util.h"
 #include "ops.h"
 #include "options.h"
 #include "session.h"
@@ -20,6 +20,8 @@ static const char *const upload_options[] = {COMMON_OPTIONS, "file", "purpose", 
                                              "file_field", "fields", NULL};
 static const char *const list_options[] = {COMMON_OPTIONS, "purpose", "limit", "after",
                                            "query", NULL};
+static const char *const list_query[] = {"purpose", "limit", "after", NULL};
+static const char *const create_body[] = {"input_file_id", "endpoint", NULL};
 static const char *const create_options[] = {COMMON_OPTIONS, "input_file_id", "endpoint",
                                              "completion_window", "metadata", "replace",
                                              "fields", NULL};
@@ -43,12 +45,41 @@ static void push_url(lua_State *L, int opts, const char *who, const char *defaul
     lua_concat(L, 3);
 }
 
+/* ** copy opts[name] (a table, when given) into the table at `to`; with `string_keys`, a key
+ * that is not a string raises */
+static void copy_option_table(lua_State *L, int opts, const char *name, int to, const char *who,
+                              int string_keys)
+{
+    to = util_absindex(L, to);
+    if (options_get(L, opts, name, LUA_TTABLE, who)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            if (string_keys && lua_type(L, -2) != LUA_TSTRING)
+                luaL_error(L, "%s: bad option '%s' (string names expected)", who, name);
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, to);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* ** copy the options `names` (a NULL-ended list) from `opts` into the table at `to` */
+static void copy_options(lua_State *L, int opts, const char *const *names, int to)
+{
+    to = util_absindex(L, to);
+    for (; *names != NULL; names++) {
+        lua_getfield(L, opts, *names);
+        lua_setfield(L, to, *names);
+    }
+}
+
 /* ** start the request table at the stack top: url, method, headers (bearer added), pass-through */
 static int new_request(lua_State *L, int opts, const char *who, const char *method,
                        const char *default_path)
 {
     const char *key = options_string(L, opts, "api_key", 0, who);
-    int req, i;
+    int req;
     lua_newtable(L);
     req = lua_gettop(L);
     push_url(L, opts, who, default_path);
@@ -57,29 +88,18 @@ static int new_request(lua_State *L, int opts, const char *who, const char *meth
     lua_setfield(L, req, "method");
 
     lua_newtable(L);
-    if (options_get(L, opts, "headers", LUA_TTABLE, who)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2) != 0) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_settable(L, -5);
-        }
-    }
-    lua_pop(L, 1);
+    copy_option_table(L, opts, "headers", -1, who, 0);
     if (key != NULL) {
         lua_pushfstring(L, "Bearer %s", key);
         lua_setfield(L, -2, "Authorization");
     }
     lua_setfield(L, req, "headers");
 
-    for (i = 0; passed_through[i] != NULL; i++) {
-        lua_getfield(L, opts, passed_through[i]);
-        lua_setfield(L, req, passed_through[i]);
-    }
+    copy_options(L, opts, passed_through, req);
     return req;
 }
 
-/* ** run the request table at `req` on opts.session or the default session (upvalue 3); with
+/* ** run the request table at `req` on opts.session or the default session (upvalue 2); with
  * opts.prepare, return the table instead, for a scheduler to run (it holds the bearer key) */
 static int run(lua_State *L, int opts, int req, const char *who)
 {
@@ -92,7 +112,7 @@ static int run(lua_State *L, int opts, int req, const char *who)
     if (options_get(L, opts, "session", LUA_TUSERDATA, who))
         s = session_check(L, -1, "option 'session'");
     else
-        s = session_check(L, lua_upvalueindex(3), "default session");
+        s = session_check(L, lua_upvalueindex(2), "default session");
     lua_pop(L, 1);
     return session_request(L, s, req);
 }
@@ -100,7 +120,7 @@ static int run(lua_State *L, int opts, int req, const char *who)
 /* ** append {name=, value=} to the form list at `form` */
 static void add_text_part(lua_State *L, int form, const char *name, int value_idx)
 {
-    value_idx = compat_absindex(L, value_idx);
+    value_idx = util_absindex(L, value_idx);
     lua_createtable(L, 0, 2);
     lua_pushstring(L, name);
     lua_setfield(L, -2, "name");
@@ -182,21 +202,8 @@ int ops_files_list(lua_State *L)
     /* the request's query: the extra parameters, then the documented ones over them */
     lua_newtable(L);
     query = lua_gettop(L);
-    if (options_get(L, 1, "query", LUA_TTABLE, who)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2) != 0) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_settable(L, query);
-        }
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, 1, "purpose");
-    lua_setfield(L, query, "purpose");
-    lua_getfield(L, 1, "limit");
-    lua_setfield(L, query, "limit");
-    lua_getfield(L, 1, "after");
-    lua_setfield(L, query, "after");
+    copy_option_table(L, 1, "query", query, who, 0);
+    copy_options(L, 1, list_query, query);
     lua_setfield(L, req, "query");
     return run(L, 1, req, who);
 }
@@ -215,21 +222,8 @@ int ops_batches_create(lua_State *L)
     req = new_request(L, 1, who, "POST", "/batches");
     lua_newtable(L);
     body = lua_gettop(L);
-    if (options_get(L, 1, "fields", LUA_TTABLE, who)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2) != 0) {
-            if (lua_type(L, -2) != LUA_TSTRING)
-                luaL_error(L, "%s: bad option 'fields' (string names expected)", who);
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_settable(L, body);
-        }
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, 1, "input_file_id");
-    lua_setfield(L, body, "input_file_id");
-    lua_getfield(L, 1, "endpoint");
-    lua_setfield(L, body, "endpoint");
+    copy_option_table(L, 1, "fields", body, who, 1);
+    copy_options(L, 1, create_body, body);
     if (options_get(L, 1, "completion_window", LUA_TSTRING, who) == 0) {
         lua_pop(L, 1);
         lua_pushliteral(L, "24h");

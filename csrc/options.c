@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "compat.h"
+#include "util.h"
 #include "options.h"
 
 void options_check_known(lua_State *L, int idx, const char *const known[], const char *who)
@@ -87,7 +87,7 @@ double options_range(lua_State *L, int idx, const char *name, double dflt, doubl
 int options_sorted_keys(lua_State *L, int idx, const char *who, const char *what, int numbers)
 {
     int names;
-    idx = compat_absindex(L, idx);
+    idx = util_absindex(L, idx);
     lua_newtable(L);
     names = lua_gettop(L);
     lua_pushnil(L);
@@ -146,7 +146,7 @@ static void push_query_piece(lua_State *L, int first, const char *name, int valu
 void options_push_query(lua_State *L, int idx, int first, const char *who)
 {
     int names, i, n;
-    idx = compat_absindex(L, idx);
+    idx = util_absindex(L, idx);
     names = options_sorted_keys(L, idx, who, "query", 1);
     n = (int)lua_rawlen(L, names);
     for (i = 1; i <= n; i++) {

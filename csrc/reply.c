@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "compat.h"
+#include "jsonbytes.h"
 #include "reply.h"
 
 #define REPLY_MAX_DEPTH 1000
@@ -170,16 +171,9 @@ static void add_utf8(luaL_Buffer *b, unsigned cp)
     }
 }
 
-#define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
 /* bytes that end a plain run inside a string: '"', '\\' and the first byte of a UTF-8 sequence
  * (checked apart) */
-static const unsigned char string_stop[256] = {
-    R16(0), R16(0),
-    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x22 '"' */
-    R16(0), R16(0),
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 0x5C '\\' */
-    R16(0), R16(0),
-    R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1)};
+static const unsigned char string_stop[256] = JSON_STRING_BYTES(0, 1, 0, 1);
 
 /* ** the length of the well-formed UTF-8 sequence at p (whose first byte is 0x80 or above), or
  * 0: no overlong form, no surrogate, nothing past U+10FFFF, nothing cut short */
@@ -609,11 +603,10 @@ static int decode_json(lua_State *L, decoder *d, const char *body, size_t len)
 
 /* ---------------------------------------------------------------- the reply */
 
-void reply_push(lua_State *L, int decode_idx, long status, const char *head, size_t headlen,
-                const char *body, size_t bodylen)
+void reply_push(lua_State *L, long status, const char *head, size_t headlen, const char *body,
+                size_t bodylen)
 {
     int res_idx, headers_idx;
-    (void)decode_idx; /* the body is decoded by decode_json (see the top of the file) */
     lua_createtable(L, 0, 8);
     res_idx = lua_gettop(L);
     lua_pushinteger(L, (lua_Integer)status);

@@ -1,7 +1,7 @@
 /* session.c: the session userdata and the protected run of one transfer on it. */
 #include <string.h>
 
-#include "compat.h"
+#include "util.h"
 #include "session.h"
 #include "transfer.h"
 
@@ -27,27 +27,27 @@ session *session_check(lua_State *L, int idx, const char *arg)
 }
 
 /* ** everything that can raise, run under lua_pcall by session_request:
- * upvalues: decode, encode; arguments: session, transfer, options */
+ * upvalue: encode; arguments: session, transfer, options */
 static int protected_request(lua_State *L)
 {
     session *s = (session *)lua_touserdata(L, 1);
     transfer *t = (transfer *)lua_touserdata(L, 2);
     CURLcode code;
-    if (transfer_setup(L, t, s->easy, 3, lua_upvalueindex(2)) != 0) {
+    if (transfer_setup(L, t, s->easy, 3, lua_upvalueindex(1)) != 0) {
         transfer_fail(L, "io", t->failure);
         return 3;
     }
     s->busy = 1;
     code = curl_easy_perform(s->easy);
     s->busy = 0;
-    return transfer_finish(L, t, code, lua_upvalueindex(1));
+    return transfer_finish(L, t, code);
 }
 
 int session_request(lua_State *L, session *s, int opts)
 {
     transfer *t;
     int base, status;
-    opts = compat_absindex(L, opts);
+    opts = util_absindex(L, opts);
     luaL_checktype(L, opts, LUA_TTABLE);
     if (s->easy == NULL)
         luaL_error(L, "moonbatch.core: the session is closed");
@@ -56,8 +56,7 @@ int session_request(lua_State *L, session *s, int opts)
     t = transfer_new(L); /* kept on the stack, so it outlives the protected call */
     base = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushvalue(L, lua_upvalueindex(2));
-    lua_pushcclosure(L, protected_request, 2);
+    lua_pushcclosure(L, protected_request, 1);
     lua_pushlightuserdata(L, s);
     lua_pushvalue(L, base);
     lua_pushvalue(L, opts);
@@ -102,5 +101,5 @@ static const luaL_Reg session_methods[] = {
 
 void session_open(lua_State *L, int nup)
 {
-    compat_newclass(L, SESSION_TYPE, session_methods, nup, session_close, session_tostring);
+    util_newclass(L, SESSION_TYPE, session_methods, nup, session_close, session_tostring);
 }

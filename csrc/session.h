@@ -17,12 +17,12 @@ typedef struct session {
 session *session_new(lua_State *L);
 /* ** the session at idx (raises naming argument `arg` when it is not one) */
 session *session_check(lua_State *L, int idx, const char *arg);
-/* ** register the metatable; `nup` upvalues (decode, encode, default session) are on the stack
- * top and are given to the methods */
+/* ** register the metatable; `nup` upvalues (encode) are on the stack top and are given to the
+ * methods */
 void session_open(lua_State *L, int nup);
 /* ** run one exchange described by the options table at `opts` on session `s`; pushes
- * `body, res` or `nil, msg, info` and returns the count. Needs the decode and encode functions
- * as upvalues 1 and 2 of the running C function. */
+ * `body, res` or `nil, msg, info` and returns the count. Needs the JSON encode function as
+ * upvalue 1 of the running C function. */
 int session_request(lua_State *L, session *s, int opts);
 
 #endif

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "compat.h"
+#include "util.h"
 #include "fsutil.h"
 #include "transfer.h"
 #include "reply.h"
@@ -233,20 +233,22 @@ static char *copy_string(const char *s, size_t len)
     return copy;
 }
 
-/* ** core.file_identity(path) -> a string naming the file's device, inode, size and modification
- * time, or nil, msg: taken once per call, and given to each attempt as the file part's
- * `identity`, so that a file changed between attempts is not sent in part */
+/* ** core.file_identity(path) -> the identity of the regular file at path (its device, inode,
+ * size and modification time, as one string) and its size, or nil, msg, info (kind "io"): the
+ * one check before a call's attempts (opened without blocking: a FIFO is refused), given to each
+ * attempt as the file part's `identity`, so that a file changed between attempts is not sent */
 int transfer_file_identity(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    char why[FSUTIL_WHY_SIZE] = "";
     struct stat st;
-    if (stat(path, &st) != 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot read '%s': %s", path, strerror(errno));
-        return 2;
-    }
+    int fd = fsutil_open_regular(path, &st, why);
+    if (fd < 0)
+        return util_read_failure(L, path, "io", errno, why);
+    close(fd);
     push_identity(L, &st);
-    return 1;
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    return 2;
 }
 
 /* ** the part `p` sends `file`, read by check_read; through the validator configured by the
@@ -289,8 +291,8 @@ static int setup_file_part(lua_State *L, transfer *t, curl_mimepart *p, const ch
         same = strcmp(lua_tostring(L, -1), identity) == 0;
         lua_pop(L, 1);
         if (!same) {
-            snprintf(t->failure, sizeof t->failure,
-                     "cannot read '%s': the file changed since the upload started", file);
+            util_read_message(t->failure, sizeof t->failure, file, 0,
+                              "the file changed since the upload started");
             return -1;
         }
     }
@@ -323,8 +325,7 @@ static int setup_file_part(lua_State *L, transfer *t, curl_mimepart *p, const ch
         luaL_error(L, "moonbatch.core: out of memory");
     return 0;
 unreadable:
-    snprintf(t->failure, sizeof t->failure, "cannot read '%s': %s", file,
-             why[0] ? why : strerror(errno));
+    util_read_message(t->failure, sizeof t->failure, file, why[0] ? 0 : errno, why);
     return -1;
 }
 
@@ -354,17 +355,20 @@ static void check_scan_rest(upload_check *c)
 static int check_outcome(lua_State *L, transfer *t)
 {
     upload_check *c;
-    char msg[600];
+    char msg[UTIL_MESSAGE_SIZE];
     for (c = t->files; c != NULL; c = c->next)
         check_join(c); /* the results are the thread's until then */
     for (c = t->files; c != NULL; c = c->next) {
         if (c->read_errno == 0 && !c->changed)
             continue;
-        if (c->changed)
-            snprintf(msg, sizeof msg, "cannot read '%s': the file changed while it was sent "
-                     "(%lld bytes when the upload started)", c->path, (long long)c->size);
-        else
-            snprintf(msg, sizeof msg, "cannot read '%s': %s", c->path, strerror(c->read_errno));
+        if (c->changed) {
+            char why[96];
+            snprintf(why, sizeof why, "the file changed while it was sent (%lld bytes when the "
+                     "upload started)", (long long)c->size);
+            util_read_message(msg, sizeof msg, c->path, 0, why);
+        } else {
+            util_read_message(msg, sizeof msg, c->path, c->read_errno, NULL);
+        }
         transfer_fail(L, "io", msg);
         lua_pushstring(L, c->path);
         lua_setfield(L, -2, "path");
@@ -376,7 +380,7 @@ static int check_outcome(lua_State *L, transfer *t)
     if (c->stopped && !c->scanner.out_of_memory && c->offset < c->size) {
         check_scan_rest(c);
         if (c->read_errno != 0) {
-            snprintf(msg, sizeof msg, "cannot read '%s': %s", c->path, strerror(c->read_errno));
+            util_read_message(msg, sizeof msg, c->path, c->read_errno, NULL);
             transfer_fail(L, "io", msg);
             lua_pushstring(L, c->path);
             lua_setfield(L, -2, "path");
@@ -384,7 +388,7 @@ static int check_outcome(lua_State *L, transfer *t)
         }
     }
     if (c->scanner.out_of_memory) {
-        snprintf(msg, sizeof msg, "cannot read '%s': out of memory", c->path);
+        util_read_message(msg, sizeof msg, c->path, 0, "out of memory");
         transfer_fail(L, "memory", msg);
         return 3;
     }
@@ -462,14 +466,7 @@ void transfer_open(lua_State *L)
 
 int transfer_fail(lua_State *L, const char *kind, const char *msg)
 {
-    lua_pushnil(L);
-    lua_pushstring(L, msg);
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    lua_pushstring(L, msg);
-    lua_setfield(L, -2, "message");
-    return 3;
+    return util_failure(L, kind, msg);
 }
 
 /* ---------------------------------------------------------------- libcurl callbacks */
@@ -745,21 +742,6 @@ static void setup_headers(lua_State *L, transfer *t, int opts)
     lua_pop(L, 1);
 }
 
-/* ** check a file before sending anything; on failure, note why in t->failure */
-static int file_is_readable(transfer *t, const char *path)
-{
-    struct stat st;
-    char why[FSUTIL_WHY_SIZE];
-    int fd = fsutil_open_regular(path, &st, why); /* never blocks on a FIFO */
-    if (fd >= 0) {
-        close(fd);
-        return 1;
-    }
-    snprintf(t->failure, sizeof t->failure, "cannot read '%s': %s", path,
-             why[0] ? why : strerror(errno));
-    return 0;
-}
-
 /* ** a part of the form: {name=, value=} or {name=, file=, filename=, content_type=} */
 static int setup_form_part(lua_State *L, transfer *t, int part)
 {
@@ -771,8 +753,6 @@ static int setup_form_part(lua_State *L, transfer *t, int part)
     curl_mimepart *p;
     if ((value == NULL) == (file == NULL))
         luaL_error(L, "moonbatch.core: form part '%s' needs exactly one of 'value' or 'file'", name);
-    if (file != NULL && !file_is_readable(t, file))
-        return -1;
     p = curl_mime_addpart(t->mime);
     if (p == NULL || curl_mime_name(p, name) != CURLE_OK)
         luaL_error(L, "moonbatch.core: out of memory");
@@ -866,8 +846,8 @@ int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_i
     double timeout, connect_timeout, low_speed_limit, low_speed_time;
     int has_body;
 
-    opts = compat_absindex(L, opts);
-    encode_idx = compat_absindex(L, encode_idx);
+    opts = util_absindex(L, opts);
+    encode_idx = util_absindex(L, encode_idx);
     luaL_checktype(L, opts, LUA_TTABLE);
     options_check_known(L, opts, known_options, WHO);
     url = string_option(L, opts, "url", 1);
@@ -989,10 +969,9 @@ static const char *failure_kind(CURLcode code)
     }
 }
 
-int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
+int transfer_finish(lua_State *L, transfer *t, CURLcode code)
 {
     long status = 0;
-    decode_idx = compat_absindex(L, decode_idx);
     final_progress(L, t);
     if (t->error_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, t->error_ref);
@@ -1036,7 +1015,7 @@ int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx)
     {
         long connects = 0;
         double seconds = 0;
-        reply_push(L, decode_idx, status, t->head.data ? t->head.data : "", t->head.len,
+        reply_push(L, status, t->head.data ? t->head.data : "", t->head.len,
                    t->body.data ? t->body.data : "", t->body.len);
         curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
         curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &seconds);

@@ -85,14 +85,13 @@ transfer *transfer_new(lua_State *L);
  * failure that must not raise (a file that cannot be read): t->failure says why. */
 int transfer_setup(lua_State *L, transfer *t, CURL *easy, int opts, int encode_idx);
 /* ** after the transfer: push `body, res` (status, headers) or `nil, msg, info`; returns the
- * count. `decode_idx` is the stack index of the JSON decode function. Raises the error that
- * on_progress raised, if any. The caller releases the transfer. */
-int transfer_finish(lua_State *L, transfer *t, CURLcode code, int decode_idx);
+ * count. Raises the error that on_progress raised, if any. The caller releases the transfer. */
+int transfer_finish(lua_State *L, transfer *t, CURLcode code);
 /* ** release every resource (a multi transfer leaves its multi and frees its own handle);
  * idempotent */
 void transfer_release(lua_State *L, transfer *t);
-/* ** core.file_identity(path): a file's identity (device, inode, size, mtime) as a string, or
- * nil, msg; what a form part's `identity` option expects */
+/* ** core.file_identity(path): a regular file's identity (device, inode, size, mtime) as a string
+ * and its size, or nil, msg, info (opened without blocking); what a form part's `identity` expects */
 int transfer_file_identity(lua_State *L);
 /* ** register the transfer metatable */
 void transfer_open(lua_State *L);

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonbytes.h"
 #include "validate.h"
 
 #if defined(__GNUC__)
@@ -66,15 +67,8 @@ enum number { N_MINUS, N_ZERO, N_INT, N_DOT, N_FRACTION, N_E, N_E_SIGN, N_EXPONE
 static const char *const type_names[] = {"nothing", "an object", "an array", "a string",
                                          "a number", "a boolean", "null"};
 
-#define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
 /* bytes a string may hold as they are: not '"', '\\', a control character or non-ASCII */
-static const unsigned char string_plain[256] = {
-    R16(0), R16(0),
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x22 '"' */
-    R16(1), R16(1),
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x5C '\\' */
-    R16(1), R16(1),
-    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0)};
+static const unsigned char string_plain[256] = JSON_STRING_BYTES(0, 0, 1, 0);
 
 #define MALFORMED "a malformed sequence starting with byte"
 #define OFFSET(v, p) ((v)->chunk_offset + (uint64_t)((p) - (v)->chunk))
@@ -522,8 +516,6 @@ static unsigned current_slot(const validate_scanner *v)
     return SLOT_NONE;
 }
 
-#define KEY_IS(k, n, name) ((n) == sizeof(name) - 1 && same_bytes((k), (name), (n)))
-
 /* ** the key just read names `slot`: its value goes there, unless the key was met before */
 static void set_key_slot(validate_scanner *v, unsigned slot)
 {
@@ -539,17 +531,26 @@ static void set_key_slot(validate_scanner *v, unsigned slot)
         v->body_key = (unsigned char)slot;
 }
 
+/* the keys the rules look at: a line's (depth 1) and its body's (depth 2) */
+typedef struct known_key {
+    const char *name;
+    size_t length;
+    unsigned char slot;
+} known_key;
+static const known_key line_keys[] = {{"custom_id", 9, SLOT_CUSTOM_ID}, {"method", 6, SLOT_METHOD},
+                                      {"url", 3, SLOT_URL}, {"body", 4, SLOT_BODY}, {NULL, 0, 0}};
+static const known_key body_keys[] = {{"model", 5, SLOT_MODEL}, {"messages", 8, SLOT_MESSAGES},
+                                      {NULL, 0, 0}};
+
 /* ** the slot a key names (the key's decoded bytes at k, n) */
 static unsigned key_slot(const validate_scanner *v, const char *k, size_t n)
 {
-    if (v->depth == 1)
-        return KEY_IS(k, n, "custom_id") ? SLOT_CUSTOM_ID : KEY_IS(k, n, "method") ? SLOT_METHOD
-             : KEY_IS(k, n, "url") ? SLOT_URL : KEY_IS(k, n, "body") ? SLOT_BODY : SLOT_NONE;
-    return KEY_IS(k, n, "model") ? SLOT_MODEL : KEY_IS(k, n, "messages") ? SLOT_MESSAGES : SLOT_NONE;
+    const known_key *key;
+    for (key = v->depth == 1 ? line_keys : body_keys; key->name != NULL; key++)
+        if (n == key->length && same_bytes(k, key->name, n))
+            return key->slot;
+    return SLOT_NONE;
 }
-
-#define KEY_AT(p, avail, name) \
-    ((avail) >= sizeof(name) - 1 && same_bytes((const char *)(p), (name), sizeof(name) - 1))
 
 /* ** a key whose opening quote is just before `p`, read straight from the piece when it can be:
  * the bytes of a name and its closing quote (returns their length, the slot set), or a first
@@ -558,58 +559,24 @@ static unsigned key_slot(const validate_scanner *v, const char *k, size_t n)
 static long key_from_piece(validate_scanner *v, const unsigned char *p, const unsigned char *end)
 {
     size_t avail = (size_t)(end - p);
-    if (avail == 0)
+    const known_key *k;
+    int starts = 0;
+    if (avail == 0 || *p == '\\')
         return -1;
-    if (v->depth == 1) {
-        switch (*p) {
-        case 'c':
-            if (KEY_AT(p, avail, "custom_id\"")) {
-                set_key_slot(v, SLOT_CUSTOM_ID);
-                return 10;
-            }
-            return -1;
-        case 'm':
-            if (KEY_AT(p, avail, "method\"")) {
-                set_key_slot(v, SLOT_METHOD);
-                return 7;
-            }
-            return -1;
-        case 'u':
-            if (KEY_AT(p, avail, "url\"")) {
-                set_key_slot(v, SLOT_URL);
-                return 4;
-            }
-            return -1;
-        case 'b':
-            if (KEY_AT(p, avail, "body\"")) {
-                set_key_slot(v, SLOT_BODY);
-                return 5;
-            }
-            return -1;
-        case '\\':
-            return -1;
-        default:
-            set_key_slot(v, SLOT_NONE);
-            return 0;
+    for (k = v->depth == 1 ? line_keys : body_keys; k->name != NULL; k++) {
+        if (*p != (unsigned char)k->name[0])
+            continue;
+        starts = 1;
+        if (avail > k->length && same_bytes((const char *)p, k->name, k->length) &&
+            p[k->length] == '"') {
+            set_key_slot(v, k->slot);
+            return (long)k->length + 1;
         }
     }
-    switch (*p) {
-    case 'm':
-        if (KEY_AT(p, avail, "model\"")) {
-            set_key_slot(v, SLOT_MODEL);
-            return 6;
-        }
-        if (KEY_AT(p, avail, "messages\"")) {
-            set_key_slot(v, SLOT_MESSAGES);
-            return 9;
-        }
-        return -1;
-    case '\\':
-        return -1;
-    default:
-        set_key_slot(v, SLOT_NONE);
-        return 0;
-    }
+    if (starts)
+        return -1; /* a name's first byte: its decoded bytes tell */
+    set_key_slot(v, SLOT_NONE);
+    return 0;
 }
 
 /* ** a value of `type` starts in `slot` */
@@ -1389,7 +1356,7 @@ void validate_release(validate_scanner *v)
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "compat.h"
+#include "util.h"
 #include "fsutil.h"
 #include "options.h"
 
@@ -1443,7 +1410,7 @@ static uint64_t option_count(lua_State *L, int idx, const char *name, uint64_t d
 void validate_read_config(lua_State *L, int idx, validate_config *cfg)
 {
     size_t length;
-    idx = compat_absindex(L, idx);
+    idx = util_absindex(L, idx);
     validate_config_defaults(cfg);
     options_check_known(L, idx, validate_options, who);
     cfg->max_lines = option_count(L, idx, "max_lines", cfg->max_lines);
@@ -1466,14 +1433,14 @@ void validate_read_config(lua_State *L, int idx, validate_config *cfg)
 static int job_fail(lua_State *L, validate_job *job, const char *path, const char *kind, int e)
 {
     job_close(job);
-    return compat_read_failure(L, path, kind, e, "out of memory");
+    return util_read_failure(L, path, kind, e, "out of memory");
 }
 
 /* ** nil, msg, {kind = "io", ...} for a file that is not a regular one; closes the job */
 static int job_fail_why(lua_State *L, validate_job *job, const char *path, const char *why)
 {
     job_close(job);
-    return compat_read_failure(L, path, "io", 0, why);
+    return util_read_failure(L, path, "io", 0, why);
 }
 
 static void push_count(lua_State *L, uint64_t n)

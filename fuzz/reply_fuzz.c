@@ -82,7 +82,7 @@ static int call_reply_push(lua_State *L)
 {
     const reply_input *in = (const reply_input *)lua_touserdata(L, 1);
     int before = lua_gettop(L);
-    reply_push(L, 2, in->status, in->head, in->headlen, in->body, in->bodylen);
+    reply_push(L, in->status, in->head, in->headlen, in->body, in->bodylen);
     if (lua_gettop(L) != before + 2)
         fail("reply_push did not leave exactly 2 values");
     return 2;

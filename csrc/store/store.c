@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 #include "../compat.h"
+#include "../util.h"
 
 #define DB_TYPE "moonbatch.store.db"
 #define STMT_TYPE "moonbatch.store.statement"
@@ -483,7 +484,7 @@ static int store_reader_open(lua_State *L)
     luaL_setmetatable(L, READER_TYPE);
     r->f = fopen(path, "rb");
     if (r->f == NULL)
-        return compat_read_failure(L, path, "io", errno, NULL);
+        return util_read_failure(L, path, "io", errno, NULL);
     return 1;
 }
 
@@ -545,7 +546,7 @@ static int store_identity(lua_State *L)
     struct stat st;
     char text[128];
     if (stat(path, &st) != 0)
-        return compat_read_failure(L, path, "io", errno, NULL);
+        return util_read_failure(L, path, "io", errno, NULL);
     snprintf(text, sizeof text, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev,
              (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
              (long)st.st_mtim.tv_nsec);
@@ -624,7 +625,7 @@ static int store_split(lua_State *L)
     size_t at = 0, start = 0, size = 0;
     double lines = 0, line_number = 0;
     if (map_file(path, &m, &e) != 0)
-        return compat_read_failure(L, path, "io", e, NULL);
+        return util_read_failure(L, path, "io", e, NULL);
     lua_newtable(L);
     while (at < m.size) {
         const char *nl = (const char *)memchr(m.data + at, '\n', m.size - at);
@@ -757,7 +758,7 @@ static int store_merge(lua_State *L)
     char why[256];
     why[0] = '\0';
     if (map_file(path, &m, &e) != 0)
-        return compat_read_failure(L, path, "io", e, NULL);
+        return util_read_failure(L, path, "io", e, NULL);
     out = fopen(out_path, "ab");
     if (out == NULL) {
         e = errno;
@@ -935,7 +936,7 @@ static int store_estimate(lua_State *L)
     size_t at = 0;
     long long lines = 0, ascii = 0, other = 0, messages = 0, max_tokens = 0, unbounded = 0;
     if (map_file(path, &m, &e) != 0)
-        return compat_read_failure(L, path, "io", e, NULL);
+        return util_read_failure(L, path, "io", e, NULL);
     while (at < m.size) {
         const char *line = m.data + at, *nl = (const char *)memchr(line, '\n', m.size - at);
         size_t n = nl ? (size_t)(nl - line) : m.size - at, i;
@@ -994,10 +995,10 @@ int luaopen_moonbatch_store(lua_State *L);
 
 int luaopen_moonbatch_store(lua_State *L)
 {
-    compat_newclass(L, DB_TYPE, db_methods, 0, db_close, NULL);
-    compat_newclass(L, STMT_TYPE, stmt_methods, 0, stmt_finalize, NULL);
-    compat_newclass(L, LOCK_TYPE, lock_methods, 0, lock_release, NULL);
-    compat_newclass(L, READER_TYPE, reader_methods, 0, reader_close, NULL);
+    util_newclass(L, DB_TYPE, db_methods, 0, db_close, NULL);
+    util_newclass(L, STMT_TYPE, stmt_methods, 0, stmt_finalize, NULL);
+    util_newclass(L, LOCK_TYPE, lock_methods, 0, lock_release, NULL);
+    util_newclass(L, READER_TYPE, reader_methods, 0, reader_close, NULL);
     luaL_newlib(L, store_functions);
     lua_pushstring(L, sqlite3_libversion());
     lua_setfield(L, -2, "sqlite_version");

@@ -33,6 +33,15 @@ function fs.size(path)
   return core().regular_file(path)
 end
 
+--- "cannot read 'PATH': REASON", the message of a file that cannot be read, made here for the Lua
+-- layer as moonbatch.core makes it for the C side (util_read_message).
+-- @tparam string path
+-- @param why the reason (io.open's error, or any value)
+-- @treturn string
+function fs.cannot_read(path, why)
+  return ("cannot read '%s': %s"):format(path, tostring(why))
+end
+
 --- `bytes` random bytes as hex (from /dev/urandom, else math.random): names no other process
 -- picks.
 function fs.random_hex(bytes)
@@ -75,13 +84,17 @@ function fs.write_atomic(path, temp, text)
   return fs.commit(temp, path)
 end
 
+-- everything `f` (an open file or pipe, or nil) holds, `f` closed; nil when `f` is nil
+local function read_all(f)
+  if not f then return nil end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
 --- A command's standard output (sh, through io.popen), or nil when it cannot be started.
 function fs.capture(command)
-  local p = io.popen(command, "r")
-  if not p then return nil end
-  local out = p:read("*a")
-  p:close()
-  return out
+  return read_all(io.popen(command, "r"))
 end
 
 --- `s` without leading and trailing white space.
@@ -91,11 +104,7 @@ end
 
 --- The bytes of the file at `path`, or nil when it cannot be read.
 function fs.read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
+  return read_all((io.open(path, "rb")))
 end
 
 return fs

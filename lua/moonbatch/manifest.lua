@@ -153,7 +153,7 @@ function manifest.read(path)
     local probe = io.open(path, "r") -- absent, or there but unreadable?
     if probe then probe:close() end
     if not probe and tostring(err):find("No such file", 1, true) then return false end
-    return nil, ("cannot read %s: %s"):format(path, tostring(err))
+    return nil, fs.cannot_read(path, err)
   end
   local text = f:read("*a")
   f:close()

@@ -99,12 +99,12 @@ local function as_task(op)
 end
 
 --- The provider a client uses when `new` is given none: `vim.g.moonbatch_provider`, else
--- `$MOONBATCH_PROVIDER`, else moonbatch's default ("siliconflow"). `:checkhealth moonbatch`
+-- `$MOONBATCH_PROVIDER`, else moonbatch's default (`moonbatch.providers.default`). `:checkhealth moonbatch`
 -- checks the key of this one.
 function M.provider()
   local name = vim.g.moonbatch_provider
   if name == nil or name == "" then name = os.getenv("MOONBATCH_PROVIDER") end
-  if name == nil or name == "" then name = "siliconflow" end
+  if name == nil or name == "" then name = require("moonbatch.providers").default end
   return name
 end
 

@@ -21,7 +21,7 @@ function url.problem(s)
   if s:find("[%c%s]") then return ("'%s' contains a space or a control character"):format(url.shown(s):gsub("%c", "?")) end
   local scheme, rest = s:match("^(%a[%w+.-]*)://(.*)$")
   if not scheme then
-    return ("'%s' is not a URL (expected https://HOST/PATH, e.g. https://api.openai.com/v1)"):format(s)
+    return ("'%s' is not a URL (expected https://HOST/PATH, e.g. https://api.example.com/v1)"):format(s)
   end
   scheme = scheme:lower()
   if scheme ~= "http" and scheme ~= "https" then
@@ -48,7 +48,7 @@ function url.problem(s)
     end
   end
   if rest:find("[?#]") then
-    return ("'%s' has a query or fragment: give the API's base only (e.g. https://api.openai.com/v1)"):format(s)
+    return ("'%s' has a query or fragment: give the API's base only (e.g. https://api.example.com/v1)"):format(s)
   end
   return nil
 end

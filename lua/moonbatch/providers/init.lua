@@ -196,7 +196,7 @@ end
 -- a data file: JSON, or Lua returning a table, run with nothing in its environment
 local function read_data(path)
   local f, err = io.open(path, "rb")
-  if not f then return nil, ("cannot read '%s': %s"):format(path, tostring(err)) end
+  if not f then return nil, require("moonbatch.fs").cannot_read(path, err) end
   local text = f:read("*a")
   f:close()
   if path:match("%.[Jj][Ss][Oo][Nn]$") then
