@@ -5,6 +5,10 @@
 -- @module moonbatch.cli.help
 local help = {}
 
+--- The commands' records by name (args, summary, flags, help; moonbatch.cli adds their run).
+help.commands = {}
+local commands = help.commands
+
 -- a command's record: its words after the name, one-line summary, flags (moonbatch.cli.parse's
 -- names) and help text; `more`, its other fields (usage, required)
 local function record(args, summary, flags, text, more)
@@ -36,8 +40,6 @@ help.BATCH_OPTIONS_HELP = [[
   --model MODEL             replace every line's model with MODEL
 ]]
 
-local commands = {}
-help.commands = commands
 help.order = { "run", "job", "validate", "estimate", "upload", "files", "batches", "create", "status",
                 "wait", "cancel", "download", "delete", "completion" }
 
@@ -152,6 +154,7 @@ options:
   --no-validate             upload without checking the lines first
 ]], { required = { "output" }, required_value = "RESULTS", usage = "moonbatch run FILE -o RESULTS [options]" })
 
+--- The usage line of command `name` ("moonbatch files [options]").
 function help.command_usage(name)
   local c = commands[name]
   if c.usage then return c.usage end
@@ -161,6 +164,7 @@ function help.command_usage(name)
   return table.concat(words, " ")
 end
 
+--- The text of `moonbatch --help`.
 function help.tool_help()
   local lines = {
     "usage: moonbatch [--provider NAME] [--base-url URL] [--json] COMMAND [ARGS] [options]",
@@ -186,6 +190,7 @@ function help.tool_help()
   return table.concat(lines, "\n") .. "\n"
 end
 
+--- The text of `moonbatch NAME --help`.
 function help.command_help(name)
   local c = commands[name]
   local text = "usage: " .. help.command_usage(name) .. "\n\n" .. c.summary:gsub("^%l", string.upper) .. ".\n\n"
