@@ -9,40 +9,22 @@ local progress = require("moonbatch.progress")
 
 local cli = {}
 
-local EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-local PROBLEMS_SHOWN = 20
+local failure = require("moonbatch.cli.failure")
+local output = require("moonbatch.cli.output")
+local help = require("moonbatch.cli.help")
+local providers = require("moonbatch.providers")
 
--- a failure that ends the command: `code` is the exit status, `msg` goes to standard error
-local Failure = {}
-Failure.__index = Failure
-Failure.__tostring = function(f) return f.msg or "moonbatch: failed" end
+local EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = failure.EXIT_OK, failure.EXIT_FAILED, failure.EXIT_USAGE,
+  failure.EXIT_INTERRUPTED
+local Failure, fail, usage_error = failure.Failure, failure.fail, failure.usage_error
 
-local function fail(msg, code, extra)
-  local f = setmetatable({ msg = msg, code = code or EXIT_FAILED }, Failure)
-  for k, v in pairs(extra or {}) do f[k] = v end
-  error(f, 0)
-end
-
-local function usage_error(msg, command)
-  local see = command and ("moonbatch " .. command .. " --help") or "moonbatch --help"
-  fail(("moonbatch%s: %s (see %s)"):format(command and (" " .. command) or "", msg, see), EXIT_USAGE)
-end
 
 -- shell helpers ------------------------------------------------------------------------------------
 
 local quote, succeeded = fs.quote, fs.succeeded
 
-local function capture(command)
-  local p = io.popen(command, "r")
-  if not p then return nil end
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local capture, trim = fs.capture, fs.trim
 
-local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
 
 local function count_lines(path)
   local f = io.open(path, "rb")
@@ -83,157 +65,11 @@ local function part_files(target)
   return found
 end
 
--- JSON output ---------------------------------------------------------------------------------
-
--- keys whose empty table is a list
-local LIST_KEYS = { data = true, errors = true, problems = true, failures = true }
-
-local function json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    local named = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
-                    ["\b"] = "\\b", ["\f"] = "\\f" }
-    return named[c] or ("\\u%04x"):format(c:byte())
-  end) .. '"'
-end
-
-local function is_list(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  for i = 1, n do
-    if t[i] == nil then return false end
-  end
-  return n > 0
-end
-
---- JSON text for a canonical object: keys sorted, `raw` left out, absent fields absent.
-function cli.json(value, key)
-  local t = type(value)
-  if t == "string" then
-    return json_string(value)
-  elseif t == "number" then
-    if value ~= value or value == math.huge or value == -math.huge then return "null" end
-    if value == math.floor(value) and math.abs(value) < 2^53 then return ("%d"):format(value) end
-    return ("%.17g"):format(value)
-  elseif t == "boolean" then
-    return tostring(value)
-  elseif t == "table" then
-    if next(value) == nil then return LIST_KEYS[key] and "[]" or "{}" end
-    local parts = {}
-    if is_list(value) then
-      for i = 1, #value do parts[i] = cli.json(value[i], key) end
-      return "[" .. table.concat(parts, ",") .. "]"
-    end
-    local keys = {}
-    for k, v in pairs(value) do
-      if k ~= "raw" and type(v) ~= "function" and type(v) ~= "userdata" then keys[#keys + 1] = tostring(k) end
-    end
-    table.sort(keys)
-    for i, k in ipairs(keys) do
-      local v = value[k]
-      if v == nil then v = value[tonumber(k)] end
-      parts[i] = json_string(k) .. ":" .. cli.json(v, k)
-    end
-    return "{" .. table.concat(parts, ",") .. "}"
-  end
-  return "null"
-end
-
--- human output ------------------------------------------------------------------------------------
-
-local function time_text(t)
-  if type(t) ~= "number" then return tostring(t) end
-  return os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(t))
-end
-
-local function counts_text(rc)
-  return ("%d total, %d completed, %d failed"):format(rc.total or 0, rc.completed or 0, rc.failed or 0)
-end
-
-local function error_text(e)
-  local parts = {}
-  if e.code then parts[#parts + 1] = "[" .. tostring(e.code) .. "]" end
-  parts[#parts + 1] = e.message or "(no message)"
-  if e.line then parts[#parts + 1] = "(line " .. tostring(e.line) .. ")" end
-  if e.param then parts[#parts + 1] = "(param " .. tostring(e.param) .. ")" end
-  return table.concat(parts, " ")
-end
-
-local function percent_text(p)
-  return ("%g%%"):format(math.floor(p * 10 + 0.5) / 10)
-end
-
-local FILE_FIELDS = { "id", "filename", "bytes", "purpose", "created_at", "line_count", "status",
-                      "file_type", "processed" }
-local BATCH_FIELDS = { "id", "status", "endpoint", "input_file_id", "output_file_id", "error_file_id",
-                       "completion_window", "model", "progress", "request_counts", "created_at",
-                       "in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
-                       "cancelling_at", "cancelled_at", "expires_at", "metadata", "errors", "warning" }
-
-local function field_lines(obj, fields)
-  local lines = {}
-  local function add(k, v) lines[#lines + 1] = k .. ": " .. errors.printable(v) end
-  for _, name in ipairs(fields) do
-    local v = obj[name]
-    if v == nil then -- luacheck: ignore 542 (absent: nothing to say)
-    elseif name == "bytes" then
-      add(name, ("%d (%s)"):format(v, progress.bytes(v)))
-    elseif name:match("_at$") then
-      add(name, time_text(v))
-    elseif name == "request_counts" then
-      add("requests", counts_text(v))
-    elseif name == "progress" and type(v) == "number" then
-      add(name, percent_text(v))
-    elseif name == "metadata" and type(v) == "table" then
-      local keys = {}
-      for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-      table.sort(keys)
-      for _, k in ipairs(keys) do add("metadata." .. k, tostring(v[k])) end
-    elseif name == "errors" and type(v) == "table" then
-      for _, e in ipairs(v) do add("error", error_text(e)) end
-    elseif type(v) ~= "table" then
-      add(name, tostring(v))
-    end
-  end
-  return lines
-end
-
--- columns of `rows` (lists of strings) padded to their widest cell, the last column unpadded
-local function table_lines(header, rows)
-  local all = { header }
-  for _, row in ipairs(rows) do
-    local printable = {}
-    for i, cell in ipairs(row) do printable[i] = errors.printable(cell) end
-    all[#all + 1] = printable
-  end
-  local widths = {}
-  for _, row in ipairs(all) do
-    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #cell) end
-  end
-  local lines = {}
-  for _, row in ipairs(all) do
-    local cells = {}
-    for i, cell in ipairs(row) do
-      cells[i] = i < #row and cell .. (" "):rep(widths[i] - #cell) or cell
-    end
-    lines[#lines + 1] = table.concat(cells, "  ")
-  end
-  return lines
-end
-
-local function short_time(t)
-  return type(t) == "number" and os.date("!%Y-%m-%d %H:%M", math.floor(t)) or "-"
-end
-
-local function batch_counts(b)
-  local rc = b.request_counts
-  if rc and rc.total and rc.total > 0 then
-    local s = ("%d/%d"):format(rc.completed or 0, rc.total)
-    if (rc.failed or 0) > 0 then s = s .. (", %d failed"):format(rc.failed) end
-    return s
-  elseif type(b.progress) == "number" then
-    return percent_text(b.progress)
-  end
-end
+cli.json = output.json
+local table_lines, batch_counts, plural, models_text = output.table_lines, output.batch_counts, output.plural,
+  output.models_text
+local error_text, short_time, status_parts = output.error_text, output.short_time, output.status_parts
+local FILE_FIELDS, BATCH_FIELDS = output.FILE_FIELDS, output.BATCH_FIELDS
 
 -- commands ------------------------------------------------------------------------------------
 
@@ -276,235 +112,10 @@ for name, flag in pairs(FLAGS) do
   if flag.short then SHORT[flag.short] = name end
 end
 
-local providers = require("moonbatch.providers")
-local provider_help = require("moonbatch.providers.help")
+local commands, order = help.commands, help.order
+local BATCH_OPTIONS_HELP = help.BATCH_OPTIONS_HELP
+local tool_help, command_help, command_usage = help.tool_help, help.command_help, help.command_usage
 
-local COMMON_HELP = [[
-common options:
-  --provider NAME   ]] .. provider_help.names() .. [[
-
-  --base-url URL    the API's base URL (default: $MOONBATCH_BASE_URL, then the provider's)
-  --allow-http      allow a plain http:// base URL on another host (the key travels in clear)
-  --key-file PATH   read the API key from the first line of PATH (keep it chmod 600)
-  --json            print the result as JSON on standard output, and nothing else there
-  -q, --quiet       no steps or progress on standard error
-  -h, --help        this help
-]]
-
-local KEY_HELP = provider_help.keys()
-
--- the options of a batch's creation, as create, run and job run describe them
-local BATCH_OPTIONS_HELP = [[
-  --endpoint PATH           the endpoint of every request (default: the provider's)
-  --completion-window W     how long the provider may take (default: the provider's)
-  --model MODEL             replace every line's model with MODEL
-]]
-
-local commands = {}
-local order = { "run", "job", "validate", "estimate", "upload", "files", "batches", "create", "status",
-                "wait", "cancel", "download", "delete", "completion" }
-
-commands.estimate = require("moonbatch.cli.estimate")
-
-commands.validate = {
-  args = { "FILE" },
-  summary = "check a batch input file without sending it",
-  flags = { "provider", "json", "quiet", "help", "endpoint", "model" },
-  help = [[
-Checks every line of FILE against the provider's rules (JSON, custom_id unique, method and url,
-a model, the size and line limits) and says what is wrong, line by line. Sends nothing.
-
-options:
-  --provider NAME   whose rules (default: as the other commands)
-  --endpoint PATH   the batch's endpoint (default: the provider's)
-  --model MODEL     the model that will replace each line's (create --model)
-  --json            the report as JSON: {ok, file, lines, bytes, models[, problems]}
-]],
-}
-
-commands.upload = {
-  args = { "FILE" },
-  summary = "upload a batch input file",
-  flags = { "purpose", "filename", "no-validate", "endpoint", "model" },
-  help = [[
-Validates FILE (unless --no-validate), uploads it, and prints the File.
-
-options:
-  --purpose PURPOSE  the file's purpose (default: the provider's batch purpose)
-  --filename NAME    the name to give the file (default: FILE's own)
-  --no-validate      upload without checking the lines first
-  --endpoint PATH    the endpoint the lines are checked for (default: the provider's)
-  --model MODEL      check lines as if create --model MODEL will replace their model
-]],
-}
-
-commands.files = {
-  args = {},
-  summary = "list uploaded files",
-  flags = { "purpose", "limit", "all" },
-  help = [[
-Lists files: one page (--limit, default 10) or, with --all, every page.
-
-options:
-  --purpose PURPOSE  only files of this purpose (default: the provider's batch purpose)
-  --limit N          files per page (default: 10)
-  --all              follow every page
-]],
-}
-
-commands.batches = {
-  args = {},
-  summary = "list batches",
-  flags = { "limit", "all" },
-  help = [[
-Lists batches: one page or, with --all, every page.
-
-options:
-  --limit N   batches per page (where the provider pages them)
-  --all       follow every page
-]],
-}
-
-commands.create = {
-  args = { "FILE_ID" },
-  summary = "create a batch from an uploaded file",
-  flags = { "endpoint", "completion-window", "model", "metadata" },
-  help = [[
-Creates a batch from the uploaded file FILE_ID and prints the Batch.
-
-options:
-]] .. BATCH_OPTIONS_HELP .. [[
-  --metadata KEY=VALUE      a metadata entry (repeatable; not on together)
-]],
-}
-
-commands.status = {
-  args = { "BATCH_ID" },
-  summary = "show a batch",
-  flags = {},
-  help = "Prints the Batch BATCH_ID: its status, request counts, files and times.\n",
-}
-
-commands.wait = {
-  args = { "BATCH_ID" },
-  summary = "wait until a batch is done",
-  flags = { "interval", "timeout" },
-  help = [[
-Polls the batch until it is completed, failed, expired or cancelled, showing its status and
-request counts, then prints the Batch. Exits 0 when it completed, 1 otherwise.
-
-options:
-  --interval SECONDS  poll every SECONDS (default: 2, growing to 30)
-  --timeout SECONDS   give up after SECONDS (default: wait as long as it takes)
-]],
-}
-
-commands.cancel = {
-  args = { "BATCH_ID" },
-  summary = "cancel a batch",
-  flags = {},
-  help = "Asks the provider to cancel the batch BATCH_ID and prints the Batch.\n",
-}
-
-commands.download = {
-  args = { "FILE_ID", "PATH" },
-  summary = "download a file (a batch's results)",
-  flags = {},
-  help = [[
-Downloads FILE_ID (a batch's output_file_id or error_file_id) to PATH. The bytes go to a
-temporary file beside PATH, renamed into place only once complete. With PATH `-` the file's
-bytes go to standard output, once complete, and nothing else does.
-]],
-}
-
-commands.delete = {
-  args = { "FILE_ID" },
-  summary = "delete an uploaded file",
-  flags = {},
-  help = "Deletes the file FILE_ID.\n",
-}
-
-commands.completion = {
-  args = { "SHELL" },
-  summary = "print a completion script for bash, zsh or fish",
-  flags = {},
-  help = [[
-Prints a script that completes moonbatch's commands, options and providers in SHELL (bash, zsh
-or fish). To use it now: source <(moonbatch completion bash); to keep it, save it where the
-shell loads completions (e.g. ~/.local/share/bash-completion/completions/moonbatch,
-a directory of zsh's $fpath as _moonbatch, ~/.config/fish/completions/moonbatch.fish).
-]],
-}
-
-commands.run = {
-  args = { "FILE" },
-  summary = "validate, upload, create a batch, wait, download its results",
-  flags = { "output", "errors", "endpoint", "completion-window", "model", "metadata", "purpose",
-            "interval", "timeout", "no-validate" },
-  required = { "output" }, required_value = "RESULTS",
-  usage = "moonbatch run FILE -o RESULTS [options]",
-  help = [[
-The whole job: validates FILE, uploads it, creates a batch, waits for it, downloads its output
-file to RESULTS and its error file (when the batch has one) to the errors path, then reports
-the counts. Each file is written completely or not at all. Exits 0 when the batch completed
-(even if some requests failed: they are in the error file), 1 otherwise.
-
-options:
-  -o, --output RESULTS      where the results go (required)
-  --errors PATH             where failed requests go (default: RESULTS with .errors before
-                            its extension: results.jsonl -> results.errors.jsonl)
-]] .. BATCH_OPTIONS_HELP .. [[
-  --metadata KEY=VALUE      a metadata entry (repeatable; not on together)
-  --purpose PURPOSE         the upload's purpose (default: the provider's batch purpose)
-  --interval SECONDS        poll every SECONDS (default: 2, growing to 30)
-  --timeout SECONDS         stop waiting after SECONDS (the batch keeps running)
-  --no-validate             upload without checking the lines first
-]],
-}
-
-local function command_usage(name)
-  local c = commands[name]
-  if c.usage then return c.usage end
-  local words = { "moonbatch", name }
-  for _, a in ipairs(c.args) do words[#words + 1] = a end
-  words[#words + 1] = "[options]"
-  return table.concat(words, " ")
-end
-
-local function tool_help()
-  local lines = {
-    "usage: moonbatch [--provider NAME] [--base-url URL] [--json] COMMAND [ARGS] [options]",
-    "",
-    "Batch inference on SiliconFlow, Together AI and OpenAI-compatible services.",
-    "",
-    "commands:",
-  }
-  for _, name in ipairs(order) do
-    local c = commands[name]
-    local words = { name }
-    for _, a in ipairs(c.args) do words[#words + 1] = a end
-    if name == "run" then words[#words + 1] = "-o RESULTS" end
-    lines[#lines + 1] = ("  %-24s %s"):format(table.concat(words, " "), c.summary)
-  end
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = COMMON_HELP .. "  --version         print the version"
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = KEY_HELP
-  lines[#lines + 1] = require("moonbatch.cli.env").help()
-  lines[#lines + 1] = "Run `moonbatch COMMAND --help` for a command's options. Exit status: 0 done,"
-  lines[#lines + 1] = "1 failed (the reason on standard error), 2 usage error, 130 interrupted."
-  return table.concat(lines, "\n") .. "\n"
-end
-
-local function command_help(name)
-  local c = commands[name]
-  local text = "usage: " .. command_usage(name) .. "\n\n" .. c.summary:gsub("^%l", string.upper) .. ".\n\n"
-    .. c.help
-  if name == "validate" then
-    return text .. "  -q, --quiet       no steps on standard error\n  -h, --help        this help\n"
-  end
-  return text .. "\n" .. COMMON_HELP .. "\n" .. KEY_HELP
-end
 
 -- parsing ------------------------------------------------------------------------------------
 
@@ -658,7 +269,7 @@ local function provider_name(opts)
   usage_error(("unknown provider '%s' (known: %s)"):format(name, table.concat(known, ", ")))
 end
 
-local Context = {}
+local Context = setmetatable({}, { __index = output.methods })
 Context.__index = Context
 
 local function new_context(parsed)
@@ -681,56 +292,6 @@ end
 function Context.check_base_url(_, url, source)
   local problem = url and require("moonbatch.cli.url").problem(url)
   if problem then usage_error(("bad %s: %s"):format(source, problem)) end
-end
-
---- A step's line on standard error (nothing with --quiet).
-function Context:say(text)
-  self.reporter:line(text)
-end
-
--- standard error even with --quiet: warnings and failures
-function Context:warn(text)
-  self.reporter:close_line()
-  io.stderr:write(errors.printable(self:redact(text), true) .. "\n")
-end
-
--- the keys the command holds out of `s`, in any encoding (moonbatch.errors.redact). Every line
--- printed loses the long ones; a short key ("k", "1") would hit the command's own words, so it
--- goes only from the network's values (`values`: Context:redacted), as whole tokens.
-function Context:redact(s, values)
-  s = tostring(s)
-  for _, secret in ipairs(self.secrets) do
-    if values or #secret >= errors.SHORT_KEY then s = errors.redact(s, secret) end
-  end
-  return s
-end
-
--- a copy of an object from the network with every string value redacted (field names kept)
-function Context:redacted(value)
-  if type(value) == "string" then return self:redact(value, true) end
-  if type(value) ~= "table" or #self.secrets == 0 then return value end
-  local out = {}
-  for k, v in pairs(value) do
-    if k ~= "raw" then out[k] = self:redacted(v) end
-  end
-  return out
-end
-
--- standard output: the result
-function Context:out(text)
-  self.reporter:close_line() -- stdout may be the same terminal as a bar on stderr
-  io.stdout:write(errors.printable(self:redact(text), true), "\n")
-end
-
--- JSON stays valid JSON: DEL, C1 controls and bidi overrides as \u escapes
-function Context:print_json(value)
-  self.reporter:close_line()
-  io.stdout:write(errors.printable_json(cli.json(self:redacted(value))), "\n")
-end
-
-function Context:print_object(obj, fields)
-  if self.json then return self:print_json(obj) end
-  for _, line in ipairs(field_lines(self:redacted(obj), fields)) do self:out(line) end
 end
 
 --- The library: loaded only for commands that need it, so --help works without the C module.
@@ -803,62 +364,9 @@ function Context.check(_, value, msg, info)
 end
 
 -- steps ------------------------------------------------------------------------------------
-
--- "  line 3: custom_id "a" already used on line 1", up to PROBLEMS_SHOWN of them
-local function problem_lines(info)
-  local lines = {}
-  local problems = info and info.problems or {}
-  for i = 1, math.min(#problems, PROBLEMS_SHOWN) do
-    local p = problems[i]
-    local text = tostring(p.message or p.rule or "invalid")
-    if p.line and not text:match("^[Ll]ine %d") then text = ("line %s: %s"):format(p.line, text) end
-    lines[#lines + 1] = "  " .. text
-  end
-  if #problems > PROBLEMS_SHOWN then
-    lines[#lines + 1] = ("  ... and %d more"):format(#problems - PROBLEMS_SHOWN)
-  end
-  return lines
-end
-
-local function models_text(models)
-  if type(models) ~= "table" then return nil end
-  local parts = {}
-  if #models > 0 then
-    for _, m in ipairs(models) do
-      if type(m) == "table" then
-        local name = m.model or m.name or m[1]
-        local n = m.count or m.lines or m[2]
-        parts[#parts + 1] = n and ("%s (%s)"):format(tostring(name), tostring(n)) or tostring(name)
-      else
-        parts[#parts + 1] = tostring(m)
-      end
-    end
-  else
-    local names = {}
-    for name in pairs(models) do names[#names + 1] = tostring(name) end
-    table.sort(names)
-    for _, name in ipairs(names) do
-      local n = models[name]
-      parts[#parts + 1] = type(n) == "number" and ("%s (%d)"):format(name, n) or name
-    end
-  end
-  if #parts == 0 then return nil end
-  return table.concat(parts, ", ")
-end
-
-local function plural(n, one, many)
-  return ("%d %s"):format(n, n == 1 and one or (many or one .. "s"))
-end
-
 -- does a failure's info list the problems of an input file?
 local function has_problems(info)
   return info and info.kind == "validation" and info.problems
-end
-
---- The problems of `file` on standard error: their count, then up to PROBLEMS_SHOWN of them.
-function Context:warn_problems(file, info)
-  self:warn(("moonbatch: %s: %s"):format(file, plural(#info.problems, "problem")))
-  for _, line in ipairs(problem_lines(info)) do self:warn(line) end
 end
 
 -- a failed call on the input `file`: its problems listed as `validate` lists them, else the message
@@ -923,22 +431,6 @@ function Context:download_step(id, path, what, shown)
   self.downloading = nil
   self:say(("wrote %s (%s)"):format(shown or path, progress.bytes(result.bytes or 0)))
   return result
-end
-
-local function status_parts(b)
-  local counts = batch_counts(b)
-  local text = b.status or "?"
-  if counts then text = text .. " " .. counts end
-  local fraction
-  local rc = b.request_counts
-  if b.status == "completed" then
-    fraction = 1
-  elseif rc and rc.total and rc.total > 0 then
-    fraction = ((rc.completed or 0) + (rc.failed or 0)) / rc.total
-  elseif type(b.progress) == "number" then
-    fraction = b.progress / 100
-  end
-  return text, fraction
 end
 
 --- Wait for batch `id` with a status line; the final Batch.
@@ -1081,23 +573,8 @@ end
 
 -- a client call that may raise for options the provider does not take: a failure, not a crash
 -- f(...)'s value, msg, info; a raised misuse becomes a usage failure
-local function unraised(f, ...)
-  local results = { pcall(f, ...) }
-  if not results[1] then
-    local err = results[2]
-    if getmetatable(err) == Failure or (type(err) == "string" and err:find("interrupted!", 1, true)) then
-      error(err, 0)
-    end
-    -- the library names the option; where in Lua it was raised is of no use here
-    local text = tostring(err):gsub("^[^:\n]+:%d+: ", ""):gsub("^moonbatch: ", "")
-    fail("moonbatch: " .. text, EXIT_USAGE)
-  end
-  return results[2], results[3], results[4]
-end
+local unraised, guarded = failure.unraised, failure.guarded
 
-local function guarded(ctx, f, ...)
-  return ctx:check(unraised(f, ...))
-end
 
 function commands.create.run(ctx)
   local client = ctx:client()

@@ -89,16 +89,23 @@ end
 
 -- bash ----------------------------------------------------------------------------------------
 
-local function bash(m)
+-- the flags that take a value (files, providers, other, and all of them), and one shell case a
+-- command: `case(name, flags)` its line, name "" before the command
+local function flag_cases(m, case)
   local files, providers, other = value_flags(m)
   local all = {}
   for _, list in ipairs({ files, providers, other }) do
     for _, s in ipairs(list) do all[#all + 1] = s end
   end
-  local cases = { ('    "") flags="%s" ;;'):format(flag_words(m, m.before)) }
-  for _, c in ipairs(m.commands) do
-    cases[#cases + 1] = ('    "%s") flags="%s" ;;'):format(c.name, flag_words(m, c.flags))
-  end
+  local cases = { case("", flag_words(m, m.before)) }
+  for _, c in ipairs(m.commands) do cases[#cases + 1] = case(c.name, flag_words(m, c.flags)) end
+  return files, providers, other, all, cases
+end
+
+local function bash(m)
+  local files, providers, other, all, cases = flag_cases(m, function(name, flags)
+    return ('    "%s") flags="%s" ;;'):format(name, flags)
+  end)
   return ([==[
 # bash completion for moonbatch: made by `moonbatch completion bash`
 # use now: source <(moonbatch completion bash)
@@ -146,15 +153,9 @@ local function zsh_quote(s)
 end
 
 local function zsh(m)
-  local files, providers, other = value_flags(m)
-  local all = {}
-  for _, list in ipairs({ files, providers, other }) do
-    for _, s in ipairs(list) do all[#all + 1] = s end
-  end
-  local cases = { ("    '') flags=(%s) ;;"):format(flag_words(m, m.before)) }
-  for _, c in ipairs(m.commands) do
-    cases[#cases + 1] = ("    %s) flags=(%s) ;;"):format(zsh_quote(c.name), flag_words(m, c.flags))
-  end
+  local files, providers, other, all, cases = flag_cases(m, function(name, flags)
+    return ("    %s) flags=(%s) ;;"):format(name == "" and "''" or zsh_quote(name), flags)
+  end)
   local described = {}
   for _, c in ipairs(m.top) do
     local summary = "get help on a command"
