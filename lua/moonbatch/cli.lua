@@ -22,34 +22,8 @@ local Failure, fail, usage_error = failure.Failure, failure.fail, failure.usage_
 -- shell helpers ------------------------------------------------------------------------------------
 
 local quote, succeeded = fs.quote, fs.succeeded
-
 local capture, trim = fs.capture, fs.trim
-
-
-local function count_lines(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local n, last = 0, nil
-  while true do
-    local block = f:read(65536)
-    if not block then break end
-    local _, k = block:gsub("\n", "")
-    n, last = n + k, block
-  end
-  f:close()
-  if last and last:sub(-1) ~= "\n" then n = n + 1 end -- a last line without its newline
-  return n
-end
-
-local function basename(path)
-  return path:match("([^/]*)/*$")
-end
-
-local function dirname(path)
-  local dir = path:match("^(.*)/[^/]*$")
-  if dir == nil then return "." end
-  return dir == "" and "/" or dir
-end
+local count_lines, basename, dirname = fs.count_lines, fs.basename, fs.dirname
 
 --- RESULTS with ".errors" before its extension: out.jsonl -> out.errors.jsonl, out -> out.errors.
 function cli.errors_path(results)
@@ -71,153 +45,16 @@ local table_lines, batch_counts, plural, models_text = output.table_lines, outpu
 local error_text, short_time, status_parts = output.error_text, output.short_time, output.status_parts
 local FILE_FIELDS, BATCH_FIELDS = output.FILE_FIELDS, output.BATCH_FIELDS
 
--- commands ------------------------------------------------------------------------------------
-
-local COMMON = { "provider", "base-url", "allow-http", "key-file", "json", "quiet", "help" }
-
--- every flag: value names the argument it takes (none for a switch)
-local FLAGS = {
-  provider = { value = "NAME" },
-  ["base-url"] = { value = "URL" },
-  ["allow-http"] = {},
-  ["key-file"] = { value = "PATH" },
-  json = {},
-  quiet = { short = "q" },
-  help = { short = "h" },
-  version = {},
-  endpoint = { value = "PATH" },
-  ["completion-window"] = { value = "WINDOW" },
-  model = { value = "MODEL" },
-  purpose = { value = "PURPOSE" },
-  filename = { value = "NAME" },
-  metadata = { value = "KEY=VALUE", many = true },
-  limit = { value = "N", integer = true, max = 1e6 },
-  all = {},
-  interval = { value = "SECONDS", number = true },
-  timeout = { value = "SECONDS", number = true },
-  ["no-validate"] = {},
-  output = { short = "o", value = "PATH" },
-  errors = { value = "PATH" },
-  concurrency = { value = "N", integer = true, max = 1024 },
-  ["shard-lines"] = { value = "N", integer = true },
-  ["shard-bytes"] = { value = "N", integer = true },
-  ["max-active-batches"] = { value = "N", integer = true },
-  ["max-enqueued-requests"] = { value = "N", integer = true },
-  ["max-enqueued-tokens"] = { value = "N", integer = true },
-  ["input-price"] = { value = "PRICE", number = true },
-  ["output-price"] = { value = "PRICE", number = true },
-}
-local SHORT = {}
-for name, flag in pairs(FLAGS) do
-  if flag.short then SHORT[flag.short] = name end
-end
-
+local parse = require("moonbatch.cli.parse")
+local FLAGS, COMMON = parse.FLAGS, parse.COMMON
 local commands, order = help.commands, help.order
 local BATCH_OPTIONS_HELP = help.BATCH_OPTIONS_HELP
 local tool_help, command_help, command_usage = help.tool_help, help.command_help, help.command_usage
 
-
--- parsing ------------------------------------------------------------------------------------
-
-local REFUSED_KEY_FLAGS = { ["api-key"] = true, key = true, apikey = true, ["api_key"] = true,
-                            token = true }
-
 --- Parse argv into { command, args = {...}, opts = {...} }; raises a usage Failure.
-function cli.parse(argv)
-  local parsed = { args = {}, opts = {} }
-  local only_args = false
-  local i = 1
-  local function allowed(name)
-    local c = commands[parsed.command]
-    if not c then
-      -- before the command: the common options
-      for _, n in ipairs(COMMON) do if n == name then return true end end
-      return name == "version"
-    end
-    -- validate sends nothing: it takes no key, base URL or other network option
-    if parsed.command ~= "validate" then
-      for _, n in ipairs(COMMON) do if n == name then return true end end
-    end
-    for _, n in ipairs(c.flags) do if n == name then return true end end
-    return false
-  end
-  while i <= #argv do
-    local word = argv[i]
-    local name, value
-    if only_args or word == "-" or word:sub(1, 1) ~= "-" then
-      if not parsed.command then
-        if not commands[word] and word ~= "help" then
-          usage_error(("unknown command '%s'"):format(word))
-        end
-        parsed.command = word
-      elseif parsed.command == "job" then
-        if not commands["job " .. word] then usage_error(("unknown job command '%s'"):format(word), "job") end
-        parsed.command = "job " .. word
-      else
-        parsed.args[#parsed.args + 1] = word
-      end
-    elseif word == "--" then
-      only_args = true
-    else
-      if word:sub(1, 2) == "--" then
-        name, value = word:sub(3):match("^([^=]*)=(.*)$")
-        if not name then name = word:sub(3) end
-      else
-        name = SHORT[word:sub(2, 2)]
-        if not name or (#word > 2 and not FLAGS[name].value) then
-          usage_error(("unknown option '%s'"):format(word), parsed.command)
-        end
-        if #word > 2 then value = word:sub(3) end
-      end
-      if REFUSED_KEY_FLAGS[name] then
-        -- the value is not repeated: it may be the key itself
-        fail(("moonbatch: --%s is refused: a key on the command line shows in the process list " ..
-              "and the shell's history; set the provider's variable (e.g. SILICONFLOW_API_KEY) " ..
-              "or MOONBATCH_API_KEY, or use --key-file PATH"):format(name), EXIT_USAGE)
-      end
-      local flag = FLAGS[name]
-      if not flag or not allowed(name) then
-        usage_error(("unknown option '--%s'"):format(name), parsed.command)
-      end
-      if flag.value then
-        if value == nil then
-          i = i + 1
-          value = argv[i]
-          if value == nil then
-            usage_error(("option --%s needs a value (%s)"):format(name, flag.value), parsed.command)
-          end
-        end
-        if flag.integer then
-          local n = tonumber(value)
-          if not n or n ~= math.floor(n) or n < 1 or n > (flag.max or 2 ^ 53) then
-            usage_error(("option --%s needs a whole number from 1 to %d, not '%s'")
-              :format(name, flag.max or 2 ^ 53, value), parsed.command)
-          end
-          value = math.floor(n)
-        elseif flag.number then
-          local n = tonumber(value)
-          if not n or n <= 0 or n ~= n or n > 1e7 then
-            usage_error(("option --%s needs a number of seconds > 0 and at most 10000000, not '%s'")
-              :format(name, value), parsed.command)
-          end
-          value = n
-        end
-        if flag.many then
-          parsed.opts[name] = parsed.opts[name] or {}
-          table.insert(parsed.opts[name], value)
-        else
-          parsed.opts[name] = value
-        end
-      elseif value ~= nil then
-        usage_error(("option --%s takes no value"):format(name), parsed.command)
-      else
-        parsed.opts[name] = true
-      end
-    end
-    i = i + 1
-  end
-  return parsed
-end
+-- @tparam table argv the words after the command's name
+-- @treturn table `{command =, args = {...}, opts = {...}}`
+cli.parse = parse.parse
 
 -- context ------------------------------------------------------------------------------------
 

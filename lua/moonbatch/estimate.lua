@@ -19,7 +19,7 @@ local function input_tokens(t)
   return math.ceil(t.ascii / 4) + t.other + 4 * t.messages + 3 * t.lines
 end
 
---- moonbatch.estimate(path, opts): opts.provider (a provider's name, default "siliconflow"),
+--- moonbatch.estimate(path, opts): opts.provider (a provider's name, default the registry's),
 -- max_lines and max_bytes (a shard's limits, default the provider's), prices = { input =,
 -- output = } (per million tokens, the provider's batch prices; `currency` a label). Returns {
 -- requests, bytes, input_tokens, output_tokens (the sum of max_tokens), unbounded (lines
@@ -40,7 +40,7 @@ return function(path, opts)
   for _, k in ipairs({ "max_lines", "max_bytes" }) do
     if opts[k] ~= nil and opts[k] < 1 then error(("moonbatch.estimate: bad option '%s' (1 or more expected)"):format(k), 2) end
   end
-  local p = client.provider(opts.provider or "siliconflow", "moonbatch.estimate")
+  local p = client.provider(opts.provider or require("moonbatch.providers").default, "moonbatch.estimate")
   local ok, store = pcall(require, "moonbatch.store")
   if not ok then return nil, "moonbatch: estimate needs moonbatch.store: " .. tostring(store), { kind = "io" } end
   local t, msg, info = store.estimate(path)

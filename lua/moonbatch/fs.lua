@@ -107,4 +107,33 @@ function fs.read(path)
   return read_all((io.open(path, "rb")))
 end
 
+--- The lines of the file at `path` (a last line without its newline counts), or nil when it
+-- cannot be read.
+function fs.count_lines(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local n, last = 0, nil
+  while true do
+    local block = f:read(65536)
+    if not block then break end
+    local _, k = block:gsub("\n", "")
+    n, last = n + k, block
+  end
+  f:close()
+  if last and last:sub(-1) ~= "\n" then n = n + 1 end
+  return n
+end
+
+--- The last segment of `path` ("a/b.jsonl" -> "b.jsonl").
+function fs.basename(path)
+  return path:match("([^/]*)/*$")
+end
+
+--- The folder of `path` ("a/b" -> "a", "b" -> ".", "/b" -> "/").
+function fs.dirname(path)
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir == nil then return "." end
+  return dir == "" and "/" or dir
+end
+
 return fs

@@ -169,7 +169,7 @@ function help.tool_help()
   local lines = {
     "usage: moonbatch [--provider NAME] [--base-url URL] [--json] COMMAND [ARGS] [options]",
     "",
-    "Batch inference on SiliconFlow, Together AI and OpenAI-compatible services.",
+    "Batch inference on every provider of --provider, from one OpenAI-format requests file.",
     "",
     "commands:",
   }
