@@ -422,14 +422,24 @@ static long long integer_at(const char *s, size_t i, size_t n)
 
 #define KEY_IS(s, i, j, k) ((j) - (i) - 1 == sizeof(k) - 1 && memcmp((s) + (i) + 1, (k), sizeof(k) - 1) == 0)
 
-/* push the line's top-level custom_id (nil when none) and the first prompt_tokens and
- * completion_tokens keys' integers at any depth (nil when none): one pass over a JSON line,
- * never decoding it */
-static void scan_line(lua_State *L, const char *s, size_t n)
+/* a JSON line's facts, found in one pass without decoding it: the top-level custom_id's span (raw, between its quotes; NULL
+ * when none), whether it has escapes, and the first prompt_tokens and completion_tokens
+ * keys' integers at any depth (-1 when absent) */
+typedef struct line_facts {
+    const char *id;
+    size_t id_length;
+    int id_escaped;
+    long long prompt, completion;
+} line_facts;
+
+static void line_scan(const char *s, size_t n, line_facts *f)
 {
     size_t i = 0;
-    int depth = 0, have_id = 0;
-    long long prompt = -1, completion = -1;
+    int depth = 0;
+    f->id = NULL;
+    f->id_length = 0;
+    f->id_escaped = 0;
+    f->prompt = f->completion = -1;
     while (i < n) {
         char c = s[i];
         if (c == '{' || c == '[') {
@@ -440,34 +450,45 @@ static void scan_line(lua_State *L, const char *s, size_t n)
             size_t j = string_end(s, i, n), k = j + 1;
             while (k < n && (s[k] == ' ' || s[k] == '\t'))
                 k++;
-            if (k < n && s[k] == ':') { /* a key */
+            if (k < n && s[k] == ':') {
                 k++;
-                if (depth == 1 && !have_id && KEY_IS(s, i, j, "custom_id")) {
+                if (depth == 1 && f->id == NULL && KEY_IS(s, i, j, "custom_id")) {
                     while (k < n && (s[k] == ' ' || s[k] == '\t'))
                         k++;
                     if (k < n && s[k] == '"') {
                         size_t e = string_end(s, k, n);
-                        push_string(L, s, k + 1, e);
-                        have_id = 1;
+                        f->id = s + k + 1;
+                        f->id_length = e - k - 1;
+                        f->id_escaped = memchr(f->id, '\\', f->id_length) != NULL;
                     }
-                } else if (prompt < 0 && KEY_IS(s, i, j, "prompt_tokens")) {
-                    prompt = integer_at(s, k, n);
-                } else if (completion < 0 && KEY_IS(s, i, j, "completion_tokens")) {
-                    completion = integer_at(s, k, n);
+                } else if (f->prompt < 0 && KEY_IS(s, i, j, "prompt_tokens")) {
+                    f->prompt = integer_at(s, k, n);
+                } else if (f->completion < 0 && KEY_IS(s, i, j, "completion_tokens")) {
+                    f->completion = integer_at(s, k, n);
                 }
             }
             i = j;
         }
         i++;
     }
-    if (!have_id)
-        lua_pushnil(L);
-    if (prompt >= 0)
-        lua_pushinteger(L, (lua_Integer)prompt);
+}
+
+/* push the line's top-level custom_id (nil when none) and its prompt_tokens and
+ * completion_tokens (nil when none), as line_scan finds them */
+static void scan_line(lua_State *L, const char *s, size_t n)
+{
+    line_facts f;
+    line_scan(s, n, &f);
+    if (f.id != NULL)
+        push_string(L, f.id, 0, f.id_length);
     else
         lua_pushnil(L);
-    if (completion >= 0)
-        lua_pushinteger(L, (lua_Integer)completion);
+    if (f.prompt >= 0)
+        lua_pushinteger(L, (lua_Integer)f.prompt);
+    else
+        lua_pushnil(L);
+    if (f.completion >= 0)
+        lua_pushinteger(L, (lua_Integer)f.completion);
     else
         lua_pushnil(L);
 }
@@ -677,56 +698,6 @@ static int store_split(lua_State *L)
 }
 
 /* the merge ----------------------------------------------------------------------------- */
-
-/* ** scan_line's results, without Lua: the custom_id's span (raw, between its quotes; NULL
- * when none), whether it has escapes, and the usage integers (-1 when absent) */
-typedef struct line_facts {
-    const char *id;
-    size_t id_length;
-    int id_escaped;
-    long long prompt, completion;
-} line_facts;
-
-static void line_scan(const char *s, size_t n, line_facts *f)
-{
-    size_t i = 0;
-    int depth = 0;
-    f->id = NULL;
-    f->id_length = 0;
-    f->id_escaped = 0;
-    f->prompt = f->completion = -1;
-    while (i < n) {
-        char c = s[i];
-        if (c == '{' || c == '[') {
-            depth++;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        } else if (c == '"') {
-            size_t j = string_end(s, i, n), k = j + 1;
-            while (k < n && (s[k] == ' ' || s[k] == '\t'))
-                k++;
-            if (k < n && s[k] == ':') {
-                k++;
-                if (depth == 1 && f->id == NULL && KEY_IS(s, i, j, "custom_id")) {
-                    while (k < n && (s[k] == ' ' || s[k] == '\t'))
-                        k++;
-                    if (k < n && s[k] == '"') {
-                        size_t e = string_end(s, k, n);
-                        f->id = s + k + 1;
-                        f->id_length = e - k - 1;
-                        f->id_escaped = memchr(f->id, '\\', f->id_length) != NULL;
-                    }
-                } else if (f->prompt < 0 && KEY_IS(s, i, j, "prompt_tokens")) {
-                    f->prompt = integer_at(s, k, n);
-                } else if (f->completion < 0 && KEY_IS(s, i, j, "completion_tokens")) {
-                    f->completion = integer_at(s, k, n);
-                }
-            }
-            i = j;
-        }
-        i++;
-    }
-}
 
 /* write out[from, to) of the mapped file to `out`: 0, or -1 (errno set) */
 static int write_span(FILE *out, const char *from, const char *to)
