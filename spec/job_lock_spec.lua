@@ -3,26 +3,20 @@
 -- creates): the second refuses at once, naming the first one's pid, exits 1 and deletes nothing
 -- of the first one's work; `job status` works while the run holds the lock; a run killed with
 -- SIGKILL leaves no stale lock; in one process, a second job.run of the same job is refused too.
-local cjson = require("cjson")
 local core = require("moonbatch.core")
 local moonbatch = require("moonbatch")
 local cli = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
+local fixture = require("spec.support.fixture")
+local job = require("spec.support.job")
 local standin = require("spec.standin_helper")
-local quote, capture, read_file, write_file, trim = shell.quote, shell.capture, shell.read_file, shell.write_file,
-  shell.trim
+local quote, capture, read_file, trim = shell.quote, shell.capture, shell.read_file, shell.trim
 
 local KEY = "sk-standin"
 local LUA = arg and arg[-1] or "lua5.4"
 
 local function input(path, n)
-  local parts = {}
-  for i = 1, n do
-    parts[i] = cjson.encode({ custom_id = "r" .. i, body = { model = "deepseek-ai/DeepSeek-V3",
-      messages = { { role = "user", content = "hello " .. i } } } }) .. "\n"
-  end
-  write_file(path, table.concat(parts))
-  return path
+  return job.input(path, n, "r", "hello ")
 end
 
 local function lines_of(path)
@@ -34,23 +28,9 @@ end
 describe("one run of a job at a time", function()
   local s, dir, env_file
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    dir = trim(capture("mktemp -d"))
-    env_file = dir .. "/env.sh"
-    write_file(env_file, ("export MOONBATCH_API_KEY=%s MOONBATCH_BASE_URL=%s MOONBATCH_PROVIDER=siliconflow " ..
-      "MOONBATCH_PROGRESS=never\nunset LUA_PATH LUA_CPATH LUA_INIT\n"):format(KEY, s.urls.siliconflow))
-    os.execute("chmod 600 " .. quote(env_file))
-  end)
-
-  teardown(function()
-    if dir then os.execute("rm -rf " .. quote(dir)) end
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
-    s:config({ step_seconds = 0.2 })
+  fixture.standin({ key = KEY, dir = true, config = { step_seconds = 0.2 } }, function(new_s, new_dir)
+    s, dir = new_s, new_dir
+    env_file = job.env_file(dir, s, KEY)
   end)
 
   -- start `moonbatch job run IN -o OUT` in the background: its pid; its output goes to `log`,

@@ -11,7 +11,7 @@ local manifest = require("moonbatch.manifest")
 local job_store = require("moonbatch.job.store")
 local subprocess = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
-local standin = require("spec.standin_helper")
+local fixture = require("spec.support.fixture")
 local quote, capture, read_file, write_file = shell.quote, shell.capture, shell.read_file, shell.write_file
 local exists, tmpdir = shell.exists, shell.tmpdir
 
@@ -169,20 +169,8 @@ end)
 describe("jobs on the stand-in", function()
   local s, dir
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    dir = tmpdir()
-  end)
-
-  teardown(function()
-    if dir then os.execute("rm -rf " .. quote(dir)) end
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
-    s:config({ step_seconds = 0.2 })
-  end)
+  fixture.standin({ key = KEY, dir = true, config = { step_seconds = 0.2 } },
+    function(new_s, new_dir) s, dir = new_s, new_dir end)
 
   describe("moonbatch.job", function()
     local function client(provider, extra)
