@@ -41,6 +41,14 @@ describe("one run of a job at a time", function()
       :format(quote(env_file), LUA, quote(path), quote(results), extra or "", quote(log), quote(log)))))
   end
 
+  -- `start` on a fresh input of 300 requests, dir/NAME.jsonl, into dir/NAME-out.jsonl, its output
+  -- going to dir/LOG: the input's, the results' and the output's paths
+  local function start_new(name, log)
+    local path, results = input(dir .. "/" .. name .. ".jsonl", 300), dir .. "/" .. name .. "-out.jsonl"
+    start(path, results, dir .. "/" .. log)
+    return path, results, dir .. "/" .. log
+  end
+
   -- wait for the background command whose output goes to `log`: its exit status
   local function finish(log)
     local ends = core.now() + 60
@@ -52,13 +60,7 @@ describe("one run of a job at a time", function()
     error("the command did not end: " .. tostring(read_file(log)))
   end
 
-  local function creates()
-    local n = 0
-    for _, e in ipairs(s:log()) do
-      if e.method == "POST" and e.path:match("/batches$") then n = n + 1 end
-    end
-    return n
-  end
+  local function creates() return job.creates(s) end
 
   -- the shell's pid is the job's: `{ ...; }` runs the command in a subshell whose child it is;
   -- the message names the process that holds the lock, which is that child
@@ -92,10 +94,7 @@ describe("one run of a job at a time", function()
 
   it("shows the job's status while a run holds the lock, and names the holder's pid", function()
     s:config({ step_seconds = 1 })
-    local path = input(dir .. "/status.jsonl", 300)
-    local results = dir .. "/status-out.jsonl"
-    local log = dir .. "/status-a.log"
-    start(path, results, log)
+    local path, results, log = start_new("status", "status-a.log")
     -- wait until the job is recorded, then ask while it runs
     local ends = core.now() + 20
     local code, out, err
@@ -123,10 +122,7 @@ describe("one run of a job at a time", function()
 
   it("leaves no stale lock when a run is killed", function()
     s:config({ step_seconds = 1 })
-    local path = input(dir .. "/killed.jsonl", 300)
-    local results = dir .. "/killed-out.jsonl"
-    local log = dir .. "/killed.log"
-    start(path, results, log)
+    local path, results, log = start_new("killed", "killed.log")
     local pid
     local ends = core.now() + 20
     repeat

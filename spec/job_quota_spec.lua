@@ -7,6 +7,7 @@ local cjson = require("cjson")
 local moonbatch = require("moonbatch")
 local cli = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
+local job = require("spec.support.job")
 local fixture = require("spec.support.fixture")
 local write_file = shell.write_file
 
@@ -62,10 +63,7 @@ describe("quota-aware jobs", function()
   end
 
   local function creates()
-    local n, failed = 0, 0
-    for _, e in ipairs(s:log()) do
-      if e.method == "POST" and e.path:match("/batches$") then n = n + 1 end
-    end
+    local n, failed = job.creates(s), 0
     for _, e in ipairs(s:log()) do
       if e.method == "GET" and e.path:match("/batches/") and type(e.body) == "string"
         and e.body:find("token_limit_exceeded", 1, true) then failed = failed + 1 end

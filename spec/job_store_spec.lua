@@ -11,6 +11,7 @@ local job_store = require("moonbatch.job.store")
 local sqlite = require("moonbatch.store")
 local cli = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
+local job = require("spec.support.job")
 local fixture = require("spec.support.fixture")
 local quote, read_file, write_file, exists, tmpdir = shell.quote, shell.read_file, shell.write_file, shell.exists,
   shell.tmpdir
@@ -28,12 +29,7 @@ local function input(path, n)
   return path
 end
 
-local function load_store(path)
-  local st = job_store.open(path)
-  local m = st:load()
-  st:close()
-  return m
-end
+local load_store = job.load_store
 
 -- a job's record with `n` shards (as moonbatch.job plans one)
 local function record(n)

@@ -1,6 +1,8 @@
 -- spec/support/job.lua: the scaffolding of the specs that run `moonbatch job run` through the
--- CLI: an input of N chat requests, and the env file that hands the command its key.
+-- CLI: an input of N chat requests, the env file that hands the command its key, the batches
+-- created as the stand-in's log counts them, and the job a store records.
 local cjson = require("cjson")
+local job_store = require("moonbatch.job.store")
 local shell = require("spec.support.shell")
 
 local M = {}
@@ -26,6 +28,23 @@ function M.env_file(dir, s, key)
     "MOONBATCH_PROGRESS=never\nunset LUA_PATH LUA_CPATH LUA_INIT\n"):format(key, s.urls.siliconflow))
   shell.execute("chmod 600 " .. shell.quote(path))
   return path
+end
+
+--- How many batches stand-in `s`'s log shows created (POST .../batches) since its last reset.
+function M.creates(s)
+  local n = 0
+  for _, e in ipairs(s:log()) do
+    if e.method == "POST" and e.path:match("/batches$") then n = n + 1 end
+  end
+  return n
+end
+
+--- The job its store at `path` records (as moonbatch.manifest describes a job).
+function M.load_store(path)
+  local st = job_store.open(path)
+  local m = st:load()
+  st:close()
+  return m
 end
 
 return M
