@@ -120,10 +120,9 @@ static int db_changes(lua_State *L)
 static int db_close(lua_State *L)
 {
     store_db *d = (store_db *)luaL_checkudata(L, 1, DB_TYPE);
-    if (d->db != NULL) {
-        sqlite3_close_v2(d->db); /* a zombie until its statements are finalized */
-        d->db = NULL;
-    }
+    /* a no-op once closed (NULL); else a zombie until its statements are finalized */
+    sqlite3_close_v2(d->db);
+    d->db = NULL;
     return 0;
 }
 
@@ -241,10 +240,8 @@ static int stmt_reset(lua_State *L)
 static int stmt_finalize(lua_State *L)
 {
     store_stmt *s = (store_stmt *)luaL_checkudata(L, 1, STMT_TYPE);
-    if (s->stmt != NULL) {
-        sqlite3_finalize(s->stmt);
-        s->stmt = NULL;
-    }
+    sqlite3_finalize(s->stmt); /* a no-op once finalized (NULL) */
+    s->stmt = NULL;
     return 0;
 }
 
@@ -632,6 +629,26 @@ static void unmap_file(mapped *m)
     m->data = NULL;
 }
 
+/* t[key] = v, t the table on top of the stack */
+static void set_integer(lua_State *L, const char *key, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, key);
+}
+
+/* set {offset, length, lines} as item `index` of the table on top of the stack */
+static void add_shard(lua_State *L, int index, size_t offset, size_t length, double lines)
+{
+    lua_createtable(L, 3, 0);
+    lua_pushinteger(L, (lua_Integer)offset);
+    lua_rawseti(L, -2, 1);
+    lua_pushinteger(L, (lua_Integer)length);
+    lua_rawseti(L, -2, 2);
+    lua_pushinteger(L, (lua_Integer)lines);
+    lua_rawseti(L, -2, 3);
+    lua_rawseti(L, -2, index);
+}
+
 /* store.split(path, max_lines, max_bytes): the shards of the file at `path`, cut at line ends,
  * each at most max_lines lines and max_bytes bytes: { {offset, length, lines}, ... } (a last
  * line without its newline counts), or nil, msg, info; a line longer than max_bytes: nil, msg,
@@ -659,21 +676,12 @@ static int store_split(lua_State *L)
             lua_createtable(L, 0, 3);
             lua_pushstring(L, "validation");
             lua_setfield(L, -2, "kind");
-            lua_pushinteger(L, (lua_Integer)line_number);
-            lua_setfield(L, -2, "line");
-            lua_pushinteger(L, (lua_Integer)n);
-            lua_setfield(L, -2, "bytes");
+            set_integer(L, "line", (lua_Integer)line_number);
+            set_integer(L, "bytes", (lua_Integer)n);
             return 3;
         }
         if (lines > 0 && (lines + 1 > max_lines || (double)(size + n) > max_bytes)) {
-            lua_createtable(L, 3, 0);
-            lua_pushinteger(L, (lua_Integer)start);
-            lua_rawseti(L, -2, 1);
-            lua_pushinteger(L, (lua_Integer)size);
-            lua_rawseti(L, -2, 2);
-            lua_pushinteger(L, (lua_Integer)lines);
-            lua_rawseti(L, -2, 3);
-            lua_rawseti(L, -2, ++count);
+            add_shard(L, ++count, start, size, lines);
             start += size;
             size = 0;
             lines = 0;
@@ -684,14 +692,7 @@ static int store_split(lua_State *L)
         release_before(&m, at);
     }
     if (lines > 0) {
-        lua_createtable(L, 3, 0);
-        lua_pushinteger(L, (lua_Integer)start);
-        lua_rawseti(L, -2, 1);
-        lua_pushinteger(L, (lua_Integer)size);
-        lua_rawseti(L, -2, 2);
-        lua_pushinteger(L, (lua_Integer)lines);
-        lua_rawseti(L, -2, 3);
-        lua_rawseti(L, -2, ++count);
+        add_shard(L, ++count, start, size, lines);
     }
     unmap_file(&m);
     return 1;
@@ -929,20 +930,13 @@ static int store_estimate(lua_State *L)
     }
     unmap_file(&m);
     lua_createtable(L, 0, 8);
-    lua_pushinteger(L, (lua_Integer)lines);
-    lua_setfield(L, -2, "lines");
-    lua_pushinteger(L, (lua_Integer)m.size);
-    lua_setfield(L, -2, "bytes");
-    lua_pushinteger(L, (lua_Integer)ascii);
-    lua_setfield(L, -2, "ascii");
-    lua_pushinteger(L, (lua_Integer)other);
-    lua_setfield(L, -2, "other");
-    lua_pushinteger(L, (lua_Integer)messages);
-    lua_setfield(L, -2, "messages");
-    lua_pushinteger(L, (lua_Integer)max_tokens);
-    lua_setfield(L, -2, "max_tokens");
-    lua_pushinteger(L, (lua_Integer)unbounded);
-    lua_setfield(L, -2, "unbounded");
+    set_integer(L, "lines", (lua_Integer)lines);
+    set_integer(L, "bytes", (lua_Integer)m.size);
+    set_integer(L, "ascii", (lua_Integer)ascii);
+    set_integer(L, "other", (lua_Integer)other);
+    set_integer(L, "messages", (lua_Integer)messages);
+    set_integer(L, "max_tokens", (lua_Integer)max_tokens);
+    set_integer(L, "unbounded", (lua_Integer)unbounded);
     return 1;
 }
 
