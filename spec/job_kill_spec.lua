@@ -8,11 +8,12 @@ local cjson = require("cjson")
 local core = require("moonbatch.core")
 local job_store = require("moonbatch.job.store")
 local shell = require("spec.support.shell")
+local fixture = require("spec.support.fixture")
+local job = require("spec.support.job")
 local standin = require("spec.standin_helper")
 local quote = shell.quote
 local capture = shell.capture
 local read_file = shell.read_file
-local write_file = shell.write_file
 local trim = shell.trim
 
 local KEY = "sk-standin"
@@ -28,31 +29,15 @@ local STEPS = { "uploading", "uploaded", "creating", "running", "ended" }
 describe("a large job killed again and again", function()
   local s, dir
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    dir = trim(capture("mktemp -d"))
-  end)
-
-  teardown(function()
-    if dir then os.execute("rm -rf " .. quote(dir)) end
-    if s then s:stop() end
-  end)
+  fixture.standin({ key = KEY, dir = true, reset = false }, function(new_s, new_dir) s, dir = new_s, new_dir end)
 
   it("ends with every result once, and no upload or batch made twice after its id was recorded", function()
     s:reset()
     s:config({ step_seconds = 3 }) -- a batch runs for about 10 s: many kills fall while it waits, even on a loaded machine
     local input, results = dir .. "/requests.jsonl", dir .. "/results.jsonl"
-    local parts = {}
-    for i = 1, REQUESTS do
-      parts[i] = cjson.encode({ custom_id = "request-" .. i, body = { model = "deepseek-ai/DeepSeek-V3",
-        messages = { { role = "user", content = "Say something about the number " .. i } } } }) .. "\n"
-    end
-    write_file(input, table.concat(parts))
+    job.input(input, REQUESTS, "request-", "Say something about the number ")
     -- the key reaches the command through its environment, never through an argument list
-    local env_file = dir .. "/env.sh"
-    write_file(env_file, ("export MOONBATCH_API_KEY=%s MOONBATCH_BASE_URL=%s MOONBATCH_PROVIDER=siliconflow " ..
-      "MOONBATCH_PROGRESS=never\nunset LUA_PATH LUA_CPATH LUA_INIT\n"):format(KEY, s.urls.siliconflow))
-    os.execute("chmod 600 " .. quote(env_file))
+    local env_file = job.env_file(dir, s, KEY)
     local command = ("%s bin/moonbatch job run %s -o %s --interval 0.1 --concurrency 2"):format(LUA, quote(input), quote(results))
     local output = dir .. "/output.txt"
     local store_path = results .. ".job.db"

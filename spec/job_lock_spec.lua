@@ -3,26 +3,20 @@
 -- creates): the second refuses at once, naming the first one's pid, exits 1 and deletes nothing
 -- of the first one's work; `job status` works while the run holds the lock; a run killed with
 -- SIGKILL leaves no stale lock; in one process, a second job.run of the same job is refused too.
-local cjson = require("cjson")
 local core = require("moonbatch.core")
 local moonbatch = require("moonbatch")
 local cli = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
+local fixture = require("spec.support.fixture")
+local job = require("spec.support.job")
 local standin = require("spec.standin_helper")
-local quote, capture, read_file, write_file, trim = shell.quote, shell.capture, shell.read_file, shell.write_file,
-  shell.trim
+local quote, capture, read_file, trim = shell.quote, shell.capture, shell.read_file, shell.trim
 
 local KEY = "sk-standin"
 local LUA = arg and arg[-1] or "lua5.4"
 
 local function input(path, n)
-  local parts = {}
-  for i = 1, n do
-    parts[i] = cjson.encode({ custom_id = "r" .. i, body = { model = "deepseek-ai/DeepSeek-V3",
-      messages = { { role = "user", content = "hello " .. i } } } }) .. "\n"
-  end
-  write_file(path, table.concat(parts))
-  return path
+  return job.input(path, n, "r", "hello ")
 end
 
 local function lines_of(path)
@@ -34,23 +28,9 @@ end
 describe("one run of a job at a time", function()
   local s, dir, env_file
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    dir = trim(capture("mktemp -d"))
-    env_file = dir .. "/env.sh"
-    write_file(env_file, ("export MOONBATCH_API_KEY=%s MOONBATCH_BASE_URL=%s MOONBATCH_PROVIDER=siliconflow " ..
-      "MOONBATCH_PROGRESS=never\nunset LUA_PATH LUA_CPATH LUA_INIT\n"):format(KEY, s.urls.siliconflow))
-    os.execute("chmod 600 " .. quote(env_file))
-  end)
-
-  teardown(function()
-    if dir then os.execute("rm -rf " .. quote(dir)) end
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
-    s:config({ step_seconds = 0.2 })
+  fixture.standin({ key = KEY, dir = true, config = { step_seconds = 0.2 } }, function(new_s, new_dir)
+    s, dir = new_s, new_dir
+    env_file = job.env_file(dir, s, KEY)
   end)
 
   -- start `moonbatch job run IN -o OUT` in the background: its pid; its output goes to `log`,
@@ -59,6 +39,14 @@ describe("one run of a job at a time", function()
     return tonumber(trim(capture(("{ . %s; %s bin/moonbatch job run %s -o %s --interval 0.1 --shard-lines 100 %s; " ..
       "echo $? > %s.code; } </dev/null >%s 2>&1 & echo $!")
       :format(quote(env_file), LUA, quote(path), quote(results), extra or "", quote(log), quote(log)))))
+  end
+
+  -- `start` on a fresh input of 300 requests, dir/NAME.jsonl, into dir/NAME-out.jsonl, its output
+  -- going to dir/LOG: the input's, the results' and the output's paths
+  local function start_new(name, log)
+    local path, results = input(dir .. "/" .. name .. ".jsonl", 300), dir .. "/" .. name .. "-out.jsonl"
+    start(path, results, dir .. "/" .. log)
+    return path, results, dir .. "/" .. log
   end
 
   -- wait for the background command whose output goes to `log`: its exit status
@@ -72,13 +60,7 @@ describe("one run of a job at a time", function()
     error("the command did not end: " .. tostring(read_file(log)))
   end
 
-  local function creates()
-    local n = 0
-    for _, e in ipairs(s:log()) do
-      if e.method == "POST" and e.path:match("/batches$") then n = n + 1 end
-    end
-    return n
-  end
+  local function creates() return job.creates(s) end
 
   -- the shell's pid is the job's: `{ ...; }` runs the command in a subshell whose child it is;
   -- the message names the process that holds the lock, which is that child
@@ -112,10 +94,7 @@ describe("one run of a job at a time", function()
 
   it("shows the job's status while a run holds the lock, and names the holder's pid", function()
     s:config({ step_seconds = 1 })
-    local path = input(dir .. "/status.jsonl", 300)
-    local results = dir .. "/status-out.jsonl"
-    local log = dir .. "/status-a.log"
-    start(path, results, log)
+    local path, results, log = start_new("status", "status-a.log")
     -- wait until the job is recorded, then ask while it runs
     local ends = core.now() + 20
     local code, out, err
@@ -143,10 +122,7 @@ describe("one run of a job at a time", function()
 
   it("leaves no stale lock when a run is killed", function()
     s:config({ step_seconds = 1 })
-    local path = input(dir .. "/killed.jsonl", 300)
-    local results = dir .. "/killed-out.jsonl"
-    local log = dir .. "/killed.log"
-    start(path, results, log)
+    local path, results, log = start_new("killed", "killed.log")
     local pid
     local ends = core.now() + 20
     repeat

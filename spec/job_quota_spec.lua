@@ -7,8 +7,9 @@ local cjson = require("cjson")
 local moonbatch = require("moonbatch")
 local cli = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
-local standin = require("spec.standin_helper")
-local quote, write_file, tmpdir = shell.quote, shell.write_file, shell.tmpdir
+local job = require("spec.support.job")
+local fixture = require("spec.support.fixture")
+local write_file = shell.write_file
 
 local KEY = "sk-standin"
 local LUA = arg and arg[-1] or "lua5.4"
@@ -27,9 +28,11 @@ end
 describe("quota-aware jobs", function()
   local s, dir, path, shard_tokens
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    dir = tmpdir()
+  fixture.standin({ key = KEY, dir = true, config = function()
+    -- room for two shards' batches at a time, not three
+    return { step_seconds = 0.3, enqueued_token_limit = math.floor(shard_tokens * 2.5) }
+  end }, function(new_s, new_dir)
+    s, dir = new_s, new_dir
     path = input(dir .. "/in.jsonl")
     -- a shard's tokens as the stand-in counts them (a quarter of each line's bytes)
     shard_tokens = 0
@@ -38,17 +41,6 @@ describe("quota-aware jobs", function()
       n = n + 1
       if n <= LINES then shard_tokens = shard_tokens + math.ceil((#line + 1) / 4) end
     end
-  end)
-
-  teardown(function()
-    if dir then os.execute("rm -rf " .. quote(dir)) end
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
-    -- room for two shards' batches at a time, not three
-    s:config({ step_seconds = 0.3, enqueued_token_limit = math.floor(shard_tokens * 2.5) })
   end)
 
   local function client()
@@ -71,10 +63,7 @@ describe("quota-aware jobs", function()
   end
 
   local function creates()
-    local n, failed = 0, 0
-    for _, e in ipairs(s:log()) do
-      if e.method == "POST" and e.path:match("/batches$") then n = n + 1 end
-    end
+    local n, failed = job.creates(s), 0
     for _, e in ipairs(s:log()) do
       if e.method == "GET" and e.path:match("/batches/") and type(e.body) == "string"
         and e.body:find("token_limit_exceeded", 1, true) then failed = failed + 1 end

@@ -8,10 +8,10 @@ local cjson = require("cjson")
 local core = require("moonbatch.core")
 local moonbatch = require("moonbatch")
 local manifest = require("moonbatch.manifest")
-local job_store = require("moonbatch.job.store")
 local subprocess = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
-local standin = require("spec.standin_helper")
+local job = require("spec.support.job")
+local fixture = require("spec.support.fixture")
 local quote, capture, read_file, write_file = shell.quote, shell.capture, shell.read_file, shell.write_file
 local exists, tmpdir = shell.exists, shell.tmpdir
 
@@ -49,13 +49,7 @@ local function ids_of(path)
   return ids, n
 end
 
--- the job its store at `path` records (as moonbatch.manifest describes a job)
-local function load_store(path)
-  local st = job_store.open(path)
-  local m = st:load()
-  st:close()
-  return m
-end
+local load_store = job.load_store
 
 local function count_keys(t)
   local n = 0
@@ -169,20 +163,8 @@ end)
 describe("jobs on the stand-in", function()
   local s, dir
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    dir = tmpdir()
-  end)
-
-  teardown(function()
-    if dir then os.execute("rm -rf " .. quote(dir)) end
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
-    s:config({ step_seconds = 0.2 })
-  end)
+  fixture.standin({ key = KEY, dir = true, config = { step_seconds = 0.2 } },
+    function(new_s, new_dir) s, dir = new_s, new_dir end)
 
   describe("moonbatch.job", function()
     local function client(provider, extra)

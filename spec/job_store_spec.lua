@@ -11,7 +11,8 @@ local job_store = require("moonbatch.job.store")
 local sqlite = require("moonbatch.store")
 local cli = require("spec.support.moonbatch_cli")
 local shell = require("spec.support.shell")
-local standin = require("spec.standin_helper")
+local job = require("spec.support.job")
+local fixture = require("spec.support.fixture")
 local quote, read_file, write_file, exists, tmpdir = shell.quote, shell.read_file, shell.write_file, shell.exists,
   shell.tmpdir
 
@@ -28,12 +29,7 @@ local function input(path, n)
   return path
 end
 
-local function load_store(path)
-  local st = job_store.open(path)
-  local m = st:load()
-  st:close()
-  return m
-end
+local load_store = job.load_store
 
 -- a job's record with `n` shards (as moonbatch.job plans one)
 local function record(n)
@@ -139,20 +135,8 @@ end)
 describe("jobs and their stores on the stand-in", function()
   local s, dir
 
-  setup(function()
-    s = standin.start({ key = KEY })
-    dir = tmpdir()
-  end)
-
-  teardown(function()
-    if dir then os.execute("rm -rf " .. quote(dir)) end
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
-    s:config({ step_seconds = 0.2 })
-  end)
+  fixture.standin({ key = KEY, dir = true, config = { step_seconds = 0.2 } },
+    function(new_s, new_dir) s, dir = new_s, new_dir end)
 
   local function client()
     return moonbatch.new({ provider = "siliconflow", base_url = s.urls.siliconflow, api_key = KEY })

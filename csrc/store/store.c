@@ -121,10 +121,9 @@ static int db_changes(lua_State *L)
 static int db_close(lua_State *L)
 {
     store_db *d = (store_db *)luaL_checkudata(L, 1, DB_TYPE);
-    if (d->db != NULL) {
-        sqlite3_close_v2(d->db); /* a zombie until its statements are finalized */
-        d->db = NULL;
-    }
+    /* a no-op once closed (NULL); else a zombie until its statements are finalized */
+    sqlite3_close_v2(d->db);
+    d->db = NULL;
     return 0;
 }
 
@@ -242,10 +241,8 @@ static int stmt_reset(lua_State *L)
 static int stmt_finalize(lua_State *L)
 {
     store_stmt *s = (store_stmt *)luaL_checkudata(L, 1, STMT_TYPE);
-    if (s->stmt != NULL) {
-        sqlite3_finalize(s->stmt);
-        s->stmt = NULL;
-    }
+    sqlite3_finalize(s->stmt); /* a no-op once finalized (NULL) */
+    s->stmt = NULL;
     return 0;
 }
 
@@ -423,14 +420,24 @@ static long long integer_at(const char *s, size_t i, size_t n)
 
 #define KEY_IS(s, i, j, k) ((j) - (i) - 1 == sizeof(k) - 1 && memcmp((s) + (i) + 1, (k), sizeof(k) - 1) == 0)
 
-/* push the line's top-level custom_id (nil when none) and the first prompt_tokens and
- * completion_tokens keys' integers at any depth (nil when none): one pass over a JSON line,
- * never decoding it */
-static void scan_line(lua_State *L, const char *s, size_t n)
+/* a JSON line's facts, found in one pass without decoding it: the top-level custom_id's span (raw, between its quotes; NULL
+ * when none), whether it has escapes, and the first prompt_tokens and completion_tokens
+ * keys' integers at any depth (-1 when absent) */
+typedef struct line_facts {
+    const char *id;
+    size_t id_length;
+    int id_escaped;
+    long long prompt, completion;
+} line_facts;
+
+static void line_scan(const char *s, size_t n, line_facts *f)
 {
     size_t i = 0;
-    int depth = 0, have_id = 0;
-    long long prompt = -1, completion = -1;
+    int depth = 0;
+    f->id = NULL;
+    f->id_length = 0;
+    f->id_escaped = 0;
+    f->prompt = f->completion = -1;
     while (i < n) {
         char c = s[i];
         if (c == '{' || c == '[') {
@@ -441,34 +448,45 @@ static void scan_line(lua_State *L, const char *s, size_t n)
             size_t j = string_end(s, i, n), k = j + 1;
             while (k < n && (s[k] == ' ' || s[k] == '\t'))
                 k++;
-            if (k < n && s[k] == ':') { /* a key */
+            if (k < n && s[k] == ':') {
                 k++;
-                if (depth == 1 && !have_id && KEY_IS(s, i, j, "custom_id")) {
+                if (depth == 1 && f->id == NULL && KEY_IS(s, i, j, "custom_id")) {
                     while (k < n && (s[k] == ' ' || s[k] == '\t'))
                         k++;
                     if (k < n && s[k] == '"') {
                         size_t e = string_end(s, k, n);
-                        push_string(L, s, k + 1, e);
-                        have_id = 1;
+                        f->id = s + k + 1;
+                        f->id_length = e - k - 1;
+                        f->id_escaped = memchr(f->id, '\\', f->id_length) != NULL;
                     }
-                } else if (prompt < 0 && KEY_IS(s, i, j, "prompt_tokens")) {
-                    prompt = integer_at(s, k, n);
-                } else if (completion < 0 && KEY_IS(s, i, j, "completion_tokens")) {
-                    completion = integer_at(s, k, n);
+                } else if (f->prompt < 0 && KEY_IS(s, i, j, "prompt_tokens")) {
+                    f->prompt = integer_at(s, k, n);
+                } else if (f->completion < 0 && KEY_IS(s, i, j, "completion_tokens")) {
+                    f->completion = integer_at(s, k, n);
                 }
             }
             i = j;
         }
         i++;
     }
-    if (!have_id)
-        lua_pushnil(L);
-    if (prompt >= 0)
-        lua_pushinteger(L, (lua_Integer)prompt);
+}
+
+/* push the line's top-level custom_id (nil when none) and its prompt_tokens and
+ * completion_tokens (nil when none), as line_scan finds them */
+static void scan_line(lua_State *L, const char *s, size_t n)
+{
+    line_facts f;
+    line_scan(s, n, &f);
+    if (f.id != NULL)
+        push_string(L, f.id, 0, f.id_length);
     else
         lua_pushnil(L);
-    if (completion >= 0)
-        lua_pushinteger(L, (lua_Integer)completion);
+    if (f.prompt >= 0)
+        lua_pushinteger(L, (lua_Integer)f.prompt);
+    else
+        lua_pushnil(L);
+    if (f.completion >= 0)
+        lua_pushinteger(L, (lua_Integer)f.completion);
     else
         lua_pushnil(L);
 }
@@ -612,6 +630,26 @@ static void unmap_file(mapped *m)
     m->data = NULL;
 }
 
+/* t[key] = v, t the table on top of the stack */
+static void set_integer(lua_State *L, const char *key, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, key);
+}
+
+/* set {offset, length, lines} as item `index` of the table on top of the stack */
+static void add_shard(lua_State *L, int index, size_t offset, size_t length, double lines)
+{
+    lua_createtable(L, 3, 0);
+    lua_pushinteger(L, (lua_Integer)offset);
+    lua_rawseti(L, -2, 1);
+    lua_pushinteger(L, (lua_Integer)length);
+    lua_rawseti(L, -2, 2);
+    lua_pushinteger(L, (lua_Integer)lines);
+    lua_rawseti(L, -2, 3);
+    lua_rawseti(L, -2, index);
+}
+
 /* store.split(path, max_lines, max_bytes): the shards of the file at `path`, cut at line ends,
  * each at most max_lines lines and max_bytes bytes: { {offset, length, lines}, ... } (a last
  * line without its newline counts), or nil, msg, info; a line longer than max_bytes: nil, msg,
@@ -639,21 +677,12 @@ static int store_split(lua_State *L)
             lua_createtable(L, 0, 3);
             lua_pushstring(L, "validation");
             lua_setfield(L, -2, "kind");
-            lua_pushinteger(L, (lua_Integer)line_number);
-            lua_setfield(L, -2, "line");
-            lua_pushinteger(L, (lua_Integer)n);
-            lua_setfield(L, -2, "bytes");
+            set_integer(L, "line", (lua_Integer)line_number);
+            set_integer(L, "bytes", (lua_Integer)n);
             return 3;
         }
         if (lines > 0 && (lines + 1 > max_lines || (double)(size + n) > max_bytes)) {
-            lua_createtable(L, 3, 0);
-            lua_pushinteger(L, (lua_Integer)start);
-            lua_rawseti(L, -2, 1);
-            lua_pushinteger(L, (lua_Integer)size);
-            lua_rawseti(L, -2, 2);
-            lua_pushinteger(L, (lua_Integer)lines);
-            lua_rawseti(L, -2, 3);
-            lua_rawseti(L, -2, ++count);
+            add_shard(L, ++count, start, size, lines);
             start += size;
             size = 0;
             lines = 0;
@@ -664,70 +693,13 @@ static int store_split(lua_State *L)
         release_before(&m, at);
     }
     if (lines > 0) {
-        lua_createtable(L, 3, 0);
-        lua_pushinteger(L, (lua_Integer)start);
-        lua_rawseti(L, -2, 1);
-        lua_pushinteger(L, (lua_Integer)size);
-        lua_rawseti(L, -2, 2);
-        lua_pushinteger(L, (lua_Integer)lines);
-        lua_rawseti(L, -2, 3);
-        lua_rawseti(L, -2, ++count);
+        add_shard(L, ++count, start, size, lines);
     }
     unmap_file(&m);
     return 1;
 }
 
 /* the merge ----------------------------------------------------------------------------- */
-
-/* ** scan_line's results, without Lua: the custom_id's span (raw, between its quotes; NULL
- * when none), whether it has escapes, and the usage integers (-1 when absent) */
-typedef struct line_facts {
-    const char *id;
-    size_t id_length;
-    int id_escaped;
-    long long prompt, completion;
-} line_facts;
-
-static void line_scan(const char *s, size_t n, line_facts *f)
-{
-    size_t i = 0;
-    int depth = 0;
-    f->id = NULL;
-    f->id_length = 0;
-    f->id_escaped = 0;
-    f->prompt = f->completion = -1;
-    while (i < n) {
-        char c = s[i];
-        if (c == '{' || c == '[') {
-            depth++;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        } else if (c == '"') {
-            size_t j = string_end(s, i, n), k = j + 1;
-            while (k < n && (s[k] == ' ' || s[k] == '\t'))
-                k++;
-            if (k < n && s[k] == ':') {
-                k++;
-                if (depth == 1 && f->id == NULL && KEY_IS(s, i, j, "custom_id")) {
-                    while (k < n && (s[k] == ' ' || s[k] == '\t'))
-                        k++;
-                    if (k < n && s[k] == '"') {
-                        size_t e = string_end(s, k, n);
-                        f->id = s + k + 1;
-                        f->id_length = e - k - 1;
-                        f->id_escaped = memchr(f->id, '\\', f->id_length) != NULL;
-                    }
-                } else if (f->prompt < 0 && KEY_IS(s, i, j, "prompt_tokens")) {
-                    f->prompt = integer_at(s, k, n);
-                } else if (f->completion < 0 && KEY_IS(s, i, j, "completion_tokens")) {
-                    f->completion = integer_at(s, k, n);
-                }
-            }
-            i = j;
-        }
-        i++;
-    }
-}
 
 /* write out[from, to) of the mapped file to `out`: 0, or -1 (errno set) */
 static int write_span(FILE *out, const char *from, const char *to)
@@ -959,20 +931,13 @@ static int store_estimate(lua_State *L)
     }
     unmap_file(&m);
     lua_createtable(L, 0, 8);
-    lua_pushinteger(L, (lua_Integer)lines);
-    lua_setfield(L, -2, "lines");
-    lua_pushinteger(L, (lua_Integer)m.size);
-    lua_setfield(L, -2, "bytes");
-    lua_pushinteger(L, (lua_Integer)ascii);
-    lua_setfield(L, -2, "ascii");
-    lua_pushinteger(L, (lua_Integer)other);
-    lua_setfield(L, -2, "other");
-    lua_pushinteger(L, (lua_Integer)messages);
-    lua_setfield(L, -2, "messages");
-    lua_pushinteger(L, (lua_Integer)max_tokens);
-    lua_setfield(L, -2, "max_tokens");
-    lua_pushinteger(L, (lua_Integer)unbounded);
-    lua_setfield(L, -2, "unbounded");
+    set_integer(L, "lines", (lua_Integer)lines);
+    set_integer(L, "bytes", (lua_Integer)m.size);
+    set_integer(L, "ascii", (lua_Integer)ascii);
+    set_integer(L, "other", (lua_Integer)other);
+    set_integer(L, "messages", (lua_Integer)messages);
+    set_integer(L, "max_tokens", (lua_Integer)max_tokens);
+    set_integer(L, "unbounded", (lua_Integer)unbounded);
     return 1;
 }
 

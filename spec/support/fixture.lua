@@ -18,12 +18,13 @@ local M = {}
 --- Registers, in the describe block it is called from, a setup that starts a stand-in with
 -- `opts` (plus, when opts.dir, a temporary folder, and when opts.input, a temporary file of that
 -- text ending in opts.suffix), a teardown that stops it and removes both, and (unless
--- opts.reset is false) a before_each that resets it. on_start(s, dir, input) receives them once started.
+-- opts.reset is false) a before_each that resets it, then configures it with opts.config (a
+-- table, or a function returning one) when given. on_start(s, dir, input) receives them once started.
 function M.standin(opts, on_start)
   opts = opts or {}
   local start, s, dir, input = {}, nil, nil, nil
   for k, v in pairs(opts) do
-    if k ~= "dir" and k ~= "input" and k ~= "suffix" then start[k] = v end
+    if k ~= "dir" and k ~= "input" and k ~= "suffix" and k ~= "config" and k ~= "reset" then start[k] = v end
   end
   busted.setup(function()
     s = standin.start(start)
@@ -36,7 +37,14 @@ function M.standin(opts, on_start)
     if s then s:stop() end
     if dir then shell.execute("rm -rf " .. shell.quote(dir)) end
   end)
-  if opts.reset ~= false then busted.before_each(function() s:reset() end) end
+  if opts.reset ~= false then
+    busted.before_each(function()
+      s:reset()
+      local config = opts.config
+      if type(config) == "function" then config = config() end
+      if config then s:config(config) end
+    end)
+  end
 end
 
 --- moonbatch.new with `defaults`, then `opts` over them; its sleeps are appended to `waits`

@@ -236,6 +236,14 @@ local function where(who, opts)
   return o
 end
 
+-- job.<name>: `f` run with the store of the job that `opts` names (`who` names the entry in
+-- its errors, which point at the entry's caller)
+local function entry(f, who)
+  return function(client, opts)
+    return with_store(f, client, where(who, opts))
+  end
+end
+
 local function report_of(m, path)
   local r = {
     job_id = m.job_id, state = m.state, provider = m.provider, base_url = m.base_url,
@@ -290,9 +298,8 @@ end
 -- @treturn table `{job_id, state, requests, shards = { {index, lines, status, batch_id,
 -- batch_status, counts, quota_reason, ...}, ... }, statuses = {[status] = count}, summary, usage
 -- (tokens billed, once merged), ...}`, or `nil, msg, info`
-function job.status(client, opts)
-  return with_store(status, client, where("job.status", opts))
-end
+-- @function status
+job.status = entry(status, "job.status")
 
 -- cancel ------------------------------------------------------------------------------------
 
@@ -348,9 +355,8 @@ end
 -- @tparam table opts `{results = path}` or `{store = path}`
 -- @treturn table the status report (as `job.status`'s; `failures` lists the cancels that
 -- failed), or `nil, msg, info`
-function job.cancel(client, opts)
-  return with_store(cancel, client, where("job.cancel", opts))
-end
+-- @function cancel
+job.cancel = entry(cancel, "job.cancel")
 
 -- retries ------------------------------------------------------------------------------------
 
