@@ -2,10 +2,7 @@
 -- is named in code above lua/moonbatch/providers/, no Lua module grows over 700 lines, and every
 -- file and function the map names (in backticks) still exists.
 local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
+  return assert(require("moonbatch.fs").read(path), path)
 end
 
 local function lines_of(command)

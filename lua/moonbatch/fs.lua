@@ -107,6 +107,18 @@ function fs.read(path)
   return read_all((io.open(path, "rb")))
 end
 
+--- The pid of this Lua process: /proc/self is whoever opens it (here, we ourselves); without
+-- /proc, the parent of the shell that popen starts.
+function fs.own_pid()
+  local f = io.open("/proc/self/stat", "r")
+  if f then
+    local pid = f:read("*n")
+    f:close()
+    if pid then return pid end
+  end
+  return tonumber(fs.trim(fs.capture("echo $PPID")))
+end
+
 --- The lines of the file at `path` (a last line without its newline counts), or nil when it
 -- cannot be read.
 function fs.count_lines(path)

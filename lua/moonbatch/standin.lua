@@ -49,17 +49,7 @@ local function alive(pid)
   return execute("kill -0 " .. pid .. " 2>/dev/null")
 end
 
--- The pid of this Lua process: /proc/self is whoever opens it; without /proc, the parent of
--- the shell popen starts.
-local function own_pid()
-  local f = io.open("/proc/self/stat", "r")
-  if f then
-    local pid = f:read("*n")
-    f:close()
-    if pid then return pid end
-  end
-  return tonumber(trim(capture("echo $PPID")))
-end
+local own_pid = fs.own_pid
 
 -- The installed rock's version folder that owns this module, from the tree's manifest
 -- (`modules["moonbatch.standin"]` names the deployed "moonbatch/VERSION" first).

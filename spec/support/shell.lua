@@ -89,15 +89,7 @@ function shell.root()
   return dir .. "/../.."
 end
 
---- The pid of this Lua process (busted's): /proc/self is whoever opens it, here we ourselves.
-function shell.own_pid()
-  local f = io.open("/proc/self/stat", "r")
-  if f then
-    local pid = f:read("*n")
-    f:close()
-    if pid then return pid end
-  end
-  return tonumber(shell.trim(shell.capture("echo $PPID"))) -- the shell's parent is us
-end
+--- The pid of this Lua process (busted's).
+shell.own_pid = require("moonbatch.fs").own_pid
 
 return shell
